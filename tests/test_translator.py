@@ -217,15 +217,29 @@ def _naive_tiling(translator, image, tile, overlap):
     return out
 
 
-def test_tiled_matches_whole_image(resnet6, photo_1024, whole_1024):
+@pytest.fixture(scope="module")
+def naive_1024(resnet6, photo_1024):
+    return _naive_tiling(resnet6, photo_1024, 256, 64)
+
+
+def test_tiled_matches_whole_image(resnet6, photo_1024, whole_1024, naive_1024):
     tiled = resnet6.translate(photo_1024, tile_size=256, precision="fp32").astype(np.float64)
     diff = np.abs(tiled - whole_1024).mean(-1)
-    naive = np.abs(_naive_tiling(resnet6, photo_1024, 256, 64) - whole_1024).mean(-1)
+    naive = np.abs(naive_1024 - whole_1024).mean(-1)
     # the test is meaningful: per-tile statistics differ a lot on this image and network
     assert naive.mean() > 10
     assert diff.mean() <= 2, diff.mean()
     # no seams: no row or column of the difference map stands out
     assert diff.mean(axis=1).max() <= 6 and diff.mean(axis=0).max() <= 6
+
+
+def test_sampled_statistics_beyond_the_budget(resnet6, photo_1024, whole_1024, naive_1024):
+    # more tile pixels than the statistics budget: a spread sample of tiles sets the statistics
+    sampled = resnet6.translate(photo_1024, tile_size=256, statistics_pixels=2**19, precision="fp32")
+    again = resnet6.translate(photo_1024, tile_size=256, statistics_pixels=2**19, precision="fp32")
+    assert np.array_equal(sampled, again)
+    err = np.abs(sampled.astype(np.float64) - whole_1024).mean()
+    assert err < 0.6 * np.abs(naive_1024 - whole_1024).mean()
 
 
 def test_shifted_tile_grid_gives_the_same_image(resnet6, photo_1024):
