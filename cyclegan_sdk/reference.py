@@ -152,8 +152,9 @@ def import_reference(
             if wrong:
                 k = wrong[0]
                 parts.append(f"{k} is {list(sd[k].shape)}, config expects {list(expected[k].shape)}")
+            depth = f"n_blocks={config.n_blocks}" if config.generator == "resnet" else f"num_downs={config.num_downs}"
             raise ModelFileError(
                 f"{paths[direction]}: does not match {config.generator} generator "
-                f"(ngf={config.ngf}, n_blocks={config.n_blocks}): {'; '.join(parts)}"
+                f"(ngf={config.ngf}, {depth}): {'; '.join(parts)}"
             )
     return state_dicts, meta

@@ -57,7 +57,7 @@ class Translator:
         metadata.check()
         self.metadata = metadata
         self._generators = {d: g.eval() for d, g in generators.items()}
-        self.device = torch.device("cpu")
+        self.device = resolve_device(None)
         self._runtime: dict[tuple[str, str, torch.dtype], nn.Module] = {}
         self._compiled: dict[tuple[str, str, torch.dtype], Callable[[Tensor], Tensor]] = {}
 
@@ -348,7 +348,7 @@ def _progress(progress: ProgressFn | bool | None, total: int) -> tuple[Any, Call
     if progress is True:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, unit="tile", leave=False)
+        bar = tqdm(total=total, unit="tile", leave=False, disable=None)  # None: no bar off a terminal
 
         def report(k: int) -> None:
             bar.update(k)
@@ -517,6 +517,7 @@ def resolve_model_path(
     repo_id = str(repo_id_or_path)
     if repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")) or repo_id.endswith(".safetensors"):
         raise FileNotFoundError(f"{repo_id}: no such file or folder (and not a Hub repo id 'owner/name')")
+    local_hint = f"no file or folder {repo_id!r} here; as a Hub repo id, "
     try:
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
@@ -526,8 +527,9 @@ def resolve_model_path(
         return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, token=token))
     except LocalEntryNotFoundError:
         raise ModelFileError(
-            f"{repo_id}: {filename} is not in the local Hub cache and the Hub cannot be reached "
+            f"{repo_id}: {local_hint}{filename} is not in the local Hub cache and the Hub cannot be reached "
             "(offline, HF_HUB_OFFLINE=1, or no network)"
         ) from None
     except HfHubHTTPError as exc:
-        raise ModelFileError(f"{repo_id}: cannot fetch {filename} from the Hub ({exc})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{repo_id}: {local_hint}cannot fetch {filename} from the Hub ({first})") from None

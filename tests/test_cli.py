@@ -17,6 +17,7 @@ from cyclegan_sdk.networks import build_generator
 
 H, W = 40, 56
 REPO = Path(__file__).resolve().parents[1]
+NO_MODEL = "no such file or folder (and not a Hub repo id 'owner/name')"
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,8 @@ def test_translate_a_folder_keeps_structure_shape_and_dtype(tmp_path, capsys, mo
         result = read_image(out / name)
         assert result.shape == like.shape and result.dtype == like.dtype, name
     # 16-bit stays 16-bit, with the values the SDK computes.
-    np.testing.assert_array_equal(read_image(out / "sub" / "b_zebra.tif"), translator.translate(rgb16, precision="fp32"))
+    expected = translator.translate(rgb16, precision="fp32")
+    np.testing.assert_array_equal(read_image(out / "sub" / "b_zebra.tif"), expected)
     # A grey input into an RGB model comes out RGB.
     assert read_image(out / "grey_zebra.png").shape == (H, W, 3)
     assert f"translated 4 of 4 images into {out}" in capsys.readouterr().err
@@ -80,8 +82,8 @@ def test_translate_a_folder_keeps_structure_shape_and_dtype(tmp_path, capsys, mo
 
 def test_direction_b2a_uses_the_other_generator(tmp_path, model, translator, rgb):
     src = write_image(tmp_path / "zebra.png", rgb)
-    assert main(["translate", str(model), str(src), "-o", str(tmp_path / "horse.png"),
-                 "--direction", "b2a", "--precision", "fp32", "--tile", "16", "--overlap", "4", "--batch-size", "2"]) == 0
+    options = ["--direction", "b2a", "--precision", "fp32", "--tile", "16", "--overlap", "4", "--batch-size", "2"]
+    assert main(["translate", str(model), str(src), "-o", str(tmp_path / "horse.png"), *options]) == 0
     expected = translator.translate(rgb, "b2a", precision="fp32", tile_size=16, overlap=4, batch_size=2)
     np.testing.assert_array_equal(read_image(tmp_path / "horse.png"), expected)
 
@@ -128,10 +130,11 @@ def test_several_inputs_need_an_output_folder(tmp_path, capsys, model, rgb):
 
 def test_unusable_settings_fail_once_before_any_file(tmp_path, capsys, model, rgb):
     src = write_image(tmp_path / "a.png", rgb)
-    assert main(["translate", str(model), str(src), "-o", str(tmp_path / "o"), "--device", "cpu", "--precision", "fp16"]) == 2
+    out = str(tmp_path / "o")
+    assert main(["translate", str(model), str(src), "-o", out, "--device", "cpu", "--precision", "fp16"]) == 2
     errors = _error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and "fp16" in errors[0]
-    assert main(["translate", str(model), str(tmp_path / "*.jpg"), "-o", str(tmp_path / "o")]) == 2
+    assert main(["translate", str(model), str(tmp_path / "*.jpg"), "-o", out]) == 2
     assert "pattern matches no image files" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
@@ -198,10 +201,11 @@ def test_import_reference_makes_a_usable_model(tmp_path, capsys, rgb):
 
 def test_import_reference_with_a_wrong_override_fails_cleanly(tmp_path, capsys):
     torch.save(build_generator(GeneratorConfig(ngf=4, n_blocks=6)).state_dict(), tmp_path / "g.pth")
-    assert main(["import-reference", str(tmp_path / "g.pth"), "-o", str(tmp_path / "m.safetensors"), "--blocks", "9"]) == 2
+    out = tmp_path / "m.safetensors"
+    assert main(["import-reference", str(tmp_path / "g.pth"), "-o", str(out), "--blocks", "9"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "g.pth" in err and "n_blocks=9" in err
-    assert not (tmp_path / "m.safetensors").exists()
+    assert not out.exists()
 
 
 # ----------------------------------------------------------------- bad models
@@ -214,7 +218,7 @@ def test_missing_model_is_one_line_and_exit_2(tmp_path, capsys, command):
     assert main(args) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.strip() == f"cyclegan: error: {missing}: no such file or folder (and not a Hub repo id 'owner/name')"
+    assert captured.err.strip() == f"cyclegan: error: {missing}: {NO_MODEL}"
 
 
 def test_not_a_model_file(tmp_path, capsys):
@@ -227,16 +231,15 @@ def test_not_a_model_file(tmp_path, capsys):
 
 def test_console_entry_point_has_no_traceback(tmp_path, rgb):
     src = write_image(tmp_path / "a.png", rgb)
+    missing = tmp_path / "nope.safetensors"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     proc = subprocess.run(
-        [sys.executable, "-m", "cyclegan_sdk", "translate", str(tmp_path / "nope.safetensors"), str(src), "-o", str(tmp_path / "o")],
+        [sys.executable, "-m", "cyclegan_sdk", "translate", str(missing), str(src), "-o", str(tmp_path / "o")],
         capture_output=True, text=True, env=env, timeout=120,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == [
-        f"cyclegan: error: {tmp_path / 'nope.safetensors'}: no such file or folder (and not a Hub repo id 'owner/name')"
-    ]
+    assert proc.stderr.strip().splitlines() == [f"cyclegan: error: {missing}: {NO_MODEL}"]
 
 
 def test_version_and_usage(capsys):

@@ -173,3 +173,14 @@ def test_missing_file_and_directory(tmp_path):
         read_model(tmp_path / "nope.safetensors")
     with pytest.raises(ModelFileError, match="is a directory"):
         read_model(tmp_path)
+
+
+def test_written_file_has_ordinary_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = write_model(tmp_path / "m.safetensors", _state_dicts(), _meta())
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -283,7 +283,7 @@ def test_from_pretrained_hub_id_offline_from_cache(tiny, tmp_path, monkeypatch):
     tiny.save(repo / "snapshots" / commit / "model.safetensors")
     loaded = Translator.from_pretrained("lab/stain-transfer", cache_dir=tmp_path / "cache")
     assert loaded.domains == ("horse", "zebra")
-    with pytest.raises(ModelFileError, match="lab/other: model.safetensors is not in the local Hub cache"):
+    with pytest.raises(ModelFileError, match="lab/other: no file or folder 'lab/other' here; as a Hub repo id, model.safetensors is not in the local Hub cache"):
         Translator.from_pretrained("lab/other", cache_dir=tmp_path / "cache")
     with pytest.raises(FileNotFoundError, match="no such file or folder"):
         Translator.from_pretrained(tmp_path / "missing.safetensors")
