@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--compile", action="store_true", help="torch.compile the generator (pays off for many images)")
     tr.add_argument("--suffix", default="", metavar="TEXT",
                     help="appended to each output file name in an output folder, e.g. '_zebra'")
+    tr.add_argument("--format", choices=("png", "jpg", "tif"), default=None,
+                    help="file format of outputs in an output folder (default: each input's own)")
     tr.set_defaults(run=_translate)
 
     info = commands.add_parser("info", help="describe a model", description="Describe a model file.")
@@ -130,7 +132,7 @@ def _translate(args: argparse.Namespace) -> int:
     resolve_precision(args.precision, device)
     translator.to(device)
 
-    jobs = _plan_outputs(find_images(args.inputs), Path(args.output), args.suffix)
+    jobs = _plan_outputs(find_images(args.inputs), Path(args.output), args.suffix, args.format)
     single = len(jobs) == 1 and jobs[0][1] == Path(args.output)
     options = dict(tile_size=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                    precision=args.precision, compile=args.compile)
@@ -158,7 +160,9 @@ def _translate(args: argparse.Namespace) -> int:
     return 0 if done == n else 2
 
 
-def _plan_outputs(images: list[tuple[Path, Path]], out: Path, suffix: str) -> list[tuple[Path, Path]]:
+def _plan_outputs(
+    images: list[tuple[Path, Path]], out: Path, suffix: str, fmt: str | None = None
+) -> list[tuple[Path, Path]]:
     """Pair each input with its output path, refusing plans that would overwrite inputs or each other."""
     to_file = out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir()
     if to_file and len(images) == 1:
@@ -166,7 +170,7 @@ def _plan_outputs(images: list[tuple[Path, Path]], out: Path, suffix: str) -> li
     elif to_file:
         raise ValueError(f"-o {out} names an image file, but there are {len(images)} input images; give a folder")
     else:
-        jobs = [(src, out / rel.with_name(rel.stem + suffix + rel.suffix)) for src, rel in images]
+        jobs = [(src, out / rel.with_name(rel.stem + suffix + (f".{fmt}" if fmt else rel.suffix))) for src, rel in images]
     inputs = {src.resolve(): src for src, _ in jobs}
     targets: dict[Path, Path] = {}
     for src, dst in jobs:

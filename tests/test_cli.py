@@ -248,3 +248,12 @@ def test_version_and_usage(capsys):
     assert main([]) == 2  # a command is required
     assert main(["translate", "m", "x.png", "-o", "o", "--tile", "-1"]) == 2
     assert "must be >= 0" in capsys.readouterr().err
+
+
+def test_format_option_writes_another_file_type(tmp_path, capsys, model, rgb):
+    src = tmp_path / "in"
+    write_image(src / "grey16.png", rgb[..., 0].astype(np.uint16) * 257)  # uint16 RGB result: needs TIFF
+    out = tmp_path / "out"
+    assert main(["translate", str(model), str(src), "-o", str(out), "--format", "tif"]) == 0, capsys.readouterr().err
+    result = read_image(out / "grey16.tif")
+    assert result.dtype == np.uint16 and result.shape == (H, W, 3)
