@@ -87,8 +87,8 @@ def as_stack(image: Any, layout: str | None = None) -> ImageStack:
             image = image.convert(mode)
         pil_mode = mode
         arr = np.asarray(image)
-        if mode == "I":
-            arr = arr.astype(np.int32)
+        if mode == "I" and arr.size and arr.min() >= 0 and arr.max() <= 65535:
+            arr = arr.astype(np.uint16)  # Pillow opens 16-bit PNGs as 32-bit "I"
         layout = "HW" if arr.ndim == 2 else "HWC"
     elif isinstance(image, torch.Tensor):
         kind = "torch"
@@ -112,9 +112,10 @@ def as_stack(image: Any, layout: str | None = None) -> ImageStack:
     if arr.size == 0:
         raise ValueError(f"image is empty: shape {arr.shape}")
     _check_dtype(arr.dtype)
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).sum())
-        raise ValueError(f"image contains {bad} NaN or infinite values (shape {arr.shape})")
+    if arr.dtype.kind == "f":
+        bad = _count_non_finite(arr)
+        if bad:
+            raise ValueError(f"image contains {bad} NaN or infinite values (shape {arr.shape})")
     src = layout
     view = arr
     if "C" not in src:
@@ -125,6 +126,14 @@ def as_stack(image: Any, layout: str | None = None) -> ImageStack:
         src = "N" + src
     view = np.transpose(view, [src.index(a) for a in "NHWC"])
     return ImageStack(view, ImageLayout(kind, layout, arr.dtype, pil_mode, torch_dtype, torch_device))
+
+
+def _count_non_finite(arr: np.ndarray, chunk: int = 1 << 24) -> int:
+    """NaN and inf values, counted in chunks so a huge (memory-mapped) image needs no full-size mask."""
+    flat = arr.reshape(-1) if arr.flags.c_contiguous else None
+    if flat is None:
+        return int((~np.isfinite(arr)).sum())
+    return sum(int((~np.isfinite(flat[k : k + chunk])).sum()) for k in range(0, flat.size, chunk))
 
 
 def _check_dtype(dtype: np.dtype) -> None:

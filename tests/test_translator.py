@@ -303,3 +303,13 @@ def test_compile_matches_eager(photo_small):
     eager = t.translate(photo_small, precision="fp32")
     compiled = t.translate(photo_small, precision="fp32", compile=True)
     assert np.abs(compiled.astype(int) - eager).max() <= 1
+
+
+def test_pil_sixteen_bit_grey(photo_small):
+    grey_model = Translator.random(GeneratorConfig(ngf=4, n_blocks=1, input_nc=1, output_nc=1))
+    g16 = photo_small[..., 0].astype(np.uint16) * 257
+    expected = grey_model.translate(g16, precision="fp32")
+    for img in (Image.fromarray(g16), Image.fromarray(g16.astype(np.int32))):
+        out = grey_model.translate(img, precision="fp32")
+        assert np.asarray(out).dtype == np.uint16
+        assert np.array_equal(np.asarray(out), expected)
