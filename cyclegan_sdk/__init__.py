@@ -27,7 +27,7 @@ _EXPORTS = {
     "write_model": "modelfile",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = sorted(_EXPORTS) + ["__version__"]  # noqa: PLE0604
 
 if TYPE_CHECKING:
     from .modelfile import Domain, ModelFileError, ModelMetadata, ValueScaling, read_metadata, read_model, write_model

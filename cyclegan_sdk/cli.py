@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -30,7 +30,7 @@ from .modelfile import ModelMetadata, read_metadata
 from .precision import PRECISIONS, resolve_device, resolve_precision
 from .translator import Translator, resolve_model_path
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 PROG = "cyclegan"
 _TENSOR_PREFIX = {"G_AB.": "a2b", "G_BA.": "b2a"}

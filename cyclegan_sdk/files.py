@@ -24,7 +24,7 @@ from PIL import Image, ImageOps
 
 from .modelfile import atomic_write
 
-__all__ = ["IMAGE_SUFFIXES", "ImageFileError", "read_image", "write_image", "find_images"]
+__all__ = ["IMAGE_SUFFIXES", "ImageFileError", "find_images", "read_image", "write_image"]
 
 #: Suffixes (lower case) of the image files this module reads and writes.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")

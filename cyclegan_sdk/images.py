@@ -18,7 +18,7 @@ from PIL import Image
 
 from .modelfile import ValueScaling
 
-__all__ = ["ImageLayout", "ImageStack", "as_stack", "ChannelPlan", "plan_channels", "Scaler", "LUMA"]
+__all__ = ["LUMA", "ChannelPlan", "ImageLayout", "ImageStack", "Scaler", "as_stack", "plan_channels"]
 
 Layout = Literal["HW", "HWC", "NHW", "NHWC", "CHW", "NCHW"]
 

@@ -27,9 +27,10 @@ import json
 import os
 import struct
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import torch
 from safetensors import safe_open
@@ -41,14 +42,16 @@ from .networks import GeneratorConfig, build_generator
 __all__ = [
     "FORMAT_VERSION",
     "METADATA_KEY",
-    "ModelFileError",
-    "ValueScaling",
     "Domain",
+    "ModelFileError",
     "ModelMetadata",
-    "write_model",
-    "read_model",
-    "read_metadata",
+    "ValueScaling",
     "atomic_write",
+    "describe_mismatch",
+    "expected_shapes",
+    "read_metadata",
+    "read_model",
+    "write_model",
 ]
 
 FORMAT_VERSION = 1
@@ -133,7 +136,7 @@ class ModelMetadata:
         return json.dumps(doc, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, where: str = "model") -> "ModelMetadata":
+    def from_json(cls, text: str, where: str = "model") -> ModelMetadata:
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -237,10 +240,11 @@ def write_model(
     metadata.check(str(path))
     tensors: dict[str, Tensor] = {}
     for direction, sd in state_dicts.items():
-        expected = _expected_shapes(metadata.generator_config(direction))
+        expected = expected_shapes(metadata.generator_config(direction))
         got = {k: tuple(v.shape) for k, v in sd.items()}
         if got != expected:
-            raise ValueError(f"{direction} weights do not match the generator config: {_diff(expected, got)}")
+            mismatch = describe_mismatch(expected, got)
+            raise ValueError(f"{direction} weights do not match the generator config: {mismatch}")
         for k, v in sd.items():
             tensors[_PREFIX[direction] + k] = v.detach().to("cpu", dtype).contiguous()
     with atomic_write(path) as tmp:
@@ -335,9 +339,9 @@ def read_model(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Tensor
     if not by_direction:
         raise ModelFileError(f"{where}: holds no generator weights (no G_AB.* or G_BA.* tensors)")
     for direction, shapes in by_direction.items():
-        expected = _expected_shapes(metadata.generator_config(direction))
+        expected = expected_shapes(metadata.generator_config(direction))
         if shapes != expected:
-            raise ModelFileError(f"{where}: {_PREFIX[direction][:-1]} {_diff(expected, shapes)}")
+            raise ModelFileError(f"{where}: {_PREFIX[direction][:-1]} {describe_mismatch(expected, shapes)}")
     state_dicts: dict[str, dict[str, Tensor]] = {d: {} for d in by_direction}
     try:
         with safe_open(str(path), framework="pt") as fh:
@@ -349,7 +353,8 @@ def read_model(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Tensor
     return state_dicts, metadata
 
 
-def _expected_shapes(config: GeneratorConfig) -> dict[str, tuple[int, ...]]:
+def expected_shapes(config: GeneratorConfig) -> dict[str, tuple[int, ...]]:
+    """Parameter names and shapes of the generator ``config`` describes (built on the meta device: no memory)."""
     with torch.device("meta"):
         net = build_generator(config)
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
@@ -360,7 +365,8 @@ def _short(names: list[str], n: int = 4) -> str:
     return shown + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
-def _diff(expected: dict[str, tuple[int, ...]], got: dict[str, tuple[int, ...]]) -> str:
+def describe_mismatch(expected: dict[str, tuple[int, ...]], got: dict[str, tuple[int, ...]]) -> str:
+    """One line on how ``got`` tensor shapes differ from ``expected``: missing, extra, first wrong shape."""
     missing = sorted(set(expected) - set(got))
     extra = sorted(set(got) - set(expected))
     wrong = [k for k in expected if k in got and expected[k] != got[k]]

@@ -20,16 +20,16 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
-    "GeneratorConfig",
     "DiscriminatorConfig",
+    "GeneratorConfig",
     "InstanceNorm",
+    "NLayerDiscriminator",
     "ResnetBlock",
     "ResnetGenerator",
-    "UnetSkipBlock",
     "UnetGenerator",
-    "NLayerDiscriminator",
-    "build_generator",
+    "UnetSkipBlock",
     "build_discriminator",
+    "build_generator",
     "init_weights",
 ]
 
@@ -95,7 +95,7 @@ class GeneratorConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "GeneratorConfig":
+    def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -7,12 +7,12 @@ import platform
 
 import torch
 
-__all__ = ["PRECISIONS", "resolve_device", "resolve_precision", "cpu_has_fast_bf16"]
+__all__ = ["PRECISIONS", "cpu_has_fast_bf16", "resolve_device", "resolve_precision"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_has_fast_bf16() -> bool:
     """True when this CPU computes bf16 natively (AMX or AVX-512 BF16), where bf16 is several times faster."""
     if platform.system() != "Linux":

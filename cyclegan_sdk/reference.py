@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from .modelfile import Domain, ModelFileError, ModelMetadata
-from .networks import GeneratorConfig, build_generator
+from .modelfile import Domain, ModelFileError, ModelMetadata, describe_mismatch, expected_shapes
+from .networks import GeneratorConfig
 
-__all__ = ["load_reference_state_dict", "clean_state_dict", "infer_generator_config", "import_reference"]
+__all__ = ["clean_state_dict", "import_reference", "infer_generator_config", "load_reference_state_dict"]
 
 _LEGACY = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -138,23 +139,12 @@ def import_reference(
         source={"kind": "reference", "files": {d: p.name for d, p in paths.items()}},
     )
     for direction, sd in state_dicts.items():
-        net = build_generator(meta.generator_config(direction))
-        expected = net.state_dict()
-        missing = sorted(set(expected) - set(sd))
-        extra = sorted(set(sd) - set(expected))
-        wrong = [k for k in expected if k in sd and tuple(sd[k].shape) != tuple(expected[k].shape)]
-        if missing or extra or wrong:
-            parts = []
-            if missing:
-                parts.append(f"missing {', '.join(missing[:3])}")
-            if extra:
-                parts.append(f"unexpected {', '.join(extra[:3])}")
-            if wrong:
-                k = wrong[0]
-                parts.append(f"{k} is {list(sd[k].shape)}, config expects {list(expected[k].shape)}")
+        expected = expected_shapes(meta.generator_config(direction))
+        got = {k: tuple(v.shape) for k, v in sd.items()}
+        if got != expected:
             depth = f"n_blocks={config.n_blocks}" if config.generator == "resnet" else f"num_downs={config.num_downs}"
             raise ModelFileError(
                 f"{paths[direction]}: does not match {config.generator} generator "
-                f"(ngf={config.ngf}, {depth}): {'; '.join(parts)}"
+                f"(ngf={config.ngf}, {depth}): {describe_mismatch(expected, got)}"
             )
     return state_dicts, meta

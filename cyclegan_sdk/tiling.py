@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 
 from .networks import InstanceNorm
@@ -37,13 +36,13 @@ from .networks import InstanceNorm
 __all__ = [
     "AxisTiles",
     "TilePlan",
+    "instance_norms",
     "plan_axis",
     "plan_tiles",
-    "spread_sample",
-    "reflect_index",
-    "instance_norms",
     "pooled_statistics",
+    "reflect_index",
     "reset_statistics",
+    "spread_sample",
 ]
 
 

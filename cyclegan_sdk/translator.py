@@ -6,20 +6,21 @@ import copy
 import json
 import os
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .images import ChannelPlan, ImageStack, Scaler, as_stack, plan_channels, restore
+from .images import ChannelPlan, Scaler, as_stack, plan_channels, restore
 from .modelfile import DIRECTIONS, Domain, ModelFileError, ModelMetadata, read_model, write_model
 from .networks import build_generator
 from .precision import resolve_device, resolve_precision
 from .tiling import TilePlan, plan_tiles, pooled_statistics, reflect_index, spread_sample
 
-__all__ = ["Translator", "DEFAULT_TILE_SIZE", "DEFAULT_OVERLAP", "UNTILED_MAX_PIXELS", "STATISTICS_PIXELS"]
+__all__ = ["DEFAULT_OVERLAP", "DEFAULT_TILE_SIZE", "STATISTICS_PIXELS", "UNTILED_MAX_PIXELS", "Translator"]
 
 #: Tile edge used when ``tile_size=None`` and the image is too large to translate whole.
 DEFAULT_TILE_SIZE = 512
@@ -63,7 +64,7 @@ class Translator:
 
     # ----------------------------------------------------------------- creation
     @classmethod
-    def from_state_dicts(cls, state_dicts: Mapping[str, Mapping[str, Tensor]], metadata: ModelMetadata) -> "Translator":
+    def from_state_dicts(cls, state_dicts: Mapping[str, Mapping[str, Tensor]], metadata: ModelMetadata) -> Translator:
         generators = {}
         for direction, sd in state_dicts.items():
             net = build_generator(metadata.generator_config(direction))
@@ -72,7 +73,7 @@ class Translator:
         return cls(generators, metadata)
 
     @classmethod
-    def random(cls, config=None, domains: tuple[str, str] = ("A", "B"), seed: int = 0) -> "Translator":
+    def random(cls, config=None, domains: tuple[str, str] = ("A", "B"), seed: int = 0) -> Translator:
         """A randomly initialised model (reference init); for tests and benchmarks."""
         from .networks import GeneratorConfig
 
@@ -97,7 +98,7 @@ class Translator:
         return cls(nets, meta)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "Translator":
+    def load(cls, path: str | os.PathLike[str]) -> Translator:
         """Load a ``.safetensors`` model file (validated; see :mod:`cyclegan_sdk.modelfile`)."""
         state_dicts, metadata = read_model(path)
         return cls.from_state_dicts(state_dicts, metadata)
@@ -111,7 +112,7 @@ class Translator:
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         token: str | bool | None = None,
-    ) -> "Translator":
+    ) -> Translator:
         """Load from a model file, a local folder, or a Hugging Face Hub repo id.
 
         A folder holds ``filename`` (or exactly one ``.safetensors`` file). A
@@ -127,7 +128,7 @@ class Translator:
         g_ab_path: str | os.PathLike[str],
         g_ba_path: str | os.PathLike[str] | None = None,
         **network: Any,
-    ) -> "Translator":
+    ) -> Translator:
         """Import generator checkpoints (``.pth``) of the reference implementation.
 
         See :func:`cyclegan_sdk.reference.import_reference` for ``network`` keywords
@@ -181,7 +182,7 @@ class Translator:
         """The float32 generator for ``direction``."""
         return self._generators[self._check_direction(direction)]
 
-    def to(self, device: str | torch.device) -> "Translator":
+    def to(self, device: str | torch.device) -> Translator:
         """Make ``device`` the default for :meth:`translate`."""
         self.device = resolve_device(device)
         return self
@@ -319,24 +320,35 @@ class Translator:
                           net: nn.Module) -> Callable[[Tensor], Tensor]:
         key = (direction, str(device), dtype)
         if key not in self._compiled:
-            compiled = torch.compile(net, dynamic=False)
-
-            def forward(x: Tensor, _state: dict[str, Any] = {"ok": None}) -> Tensor:
-                if _state["ok"] is False:
-                    return net(x)
-                try:
-                    y = compiled(x)
-                    _state["ok"] = True
-                    return y
-                except Exception as exc:  # no compiler toolchain, unsupported backend, ...
-                    if _state["ok"]:
-                        raise
-                    warnings.warn(f"torch.compile failed ({type(exc).__name__}: {exc}); running eagerly", stacklevel=3)
-                    _state["ok"] = False
-                    return net(x)
-
-            self._compiled[key] = forward
+            self._compiled[key] = _CompiledForward(net)
         return self._compiled[key]
+
+
+class _CompiledForward:
+    """``torch.compile`` of a generator that falls back to eager mode if compilation fails.
+
+    Compilation happens on the first call; where it cannot work (no C++
+    compiler, an unsupported device) translation still runs, with a warning.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        self.net = net
+        self.compiled = torch.compile(net, dynamic=False)
+        self.works: bool | None = None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.works is False:
+            return self.net(x)
+        try:
+            y = self.compiled(x)
+        except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eagerly
+            if self.works:
+                raise
+            warnings.warn(f"torch.compile failed ({type(exc).__name__}: {exc}); running eagerly", stacklevel=3)
+            self.works = False
+            return self.net(x)
+        self.works = True
+        return y
 
 
 def _round_up(x: int, m: int) -> int:

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from reference_nets import ReferenceResnetGenerator, randomised
 
 from cyclegan_sdk.networks import (
     DiscriminatorConfig,
@@ -11,8 +12,6 @@ from cyclegan_sdk.networks import (
     build_generator,
     init_weights,
 )
-
-from reference_nets import ReferenceResnetGenerator, randomised
 
 
 def _keys(net):

@@ -1,11 +1,9 @@
 import pytest
 import torch
+from reference_nets import ReferenceResnetGenerator, randomised
 
 from cyclegan_sdk import ModelFileError, Translator
-from cyclegan_sdk.modelfile import read_model
 from cyclegan_sdk.reference import clean_state_dict, infer_generator_config
-
-from reference_nets import ReferenceResnetGenerator, randomised
 
 
 def _save_reference(path, net, prefix="", legacy=False):

@@ -5,7 +5,6 @@ from PIL import Image
 
 from cyclegan_sdk import Domain, GeneratorConfig, ModelFileError, ModelMetadata, Translator, ValueScaling
 from cyclegan_sdk.tiling import plan_tiles
-from cyclegan_sdk.networks import build_generator
 
 TINY = GeneratorConfig(ngf=4, n_blocks=1)
 
