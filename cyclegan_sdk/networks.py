@@ -201,26 +201,52 @@ class InstanceNorm(nn.Module):
         if self._pool_weight is not None:
             self._pool(x)
         if self._frozen:
-            scale = torch.rsqrt(self._var + self.eps)
-            shift = -self._mean * scale
-            if scale.ndim == 1:
-                scale, shift = scale[None, :, None, None], shift[None, :, None, None]
-            else:
-                scale, shift = scale[:, :, None, None], shift[:, :, None, None]
-            return x * scale.to(x.dtype) + shift.to(x.dtype)
+            return self._apply_frozen(x)
         return torch.nn.functional.instance_norm(x, eps=self.eps)
 
-    def _pool(self, x: Tensor) -> None:
-        assert self._pool_weight is not None
-        w = torch.nn.functional.interpolate(
-            self._pool_weight.to(x.device, torch.float32), size=x.shape[-2:], mode="area"
+    def _apply_frozen(self, x: Tensor) -> Tensor:
+        # batch_norm in inference mode is exactly "normalise with these statistics", in one fused kernel.
+        mean, var = self._mean, self._var
+        if mean.ndim == 1:
+            return torch.nn.functional.batch_norm(x, mean, var, training=False, eps=self.eps)
+        n, c, h, w = x.shape
+        y = torch.nn.functional.batch_norm(
+            x.reshape(1, n * c, h, w), mean.reshape(-1), var.reshape(-1), training=False, eps=self.eps
         )
-        xf = x.float()
-        dims = (2, 3) if self._per_sample else (0, 2, 3)
-        total = w.sum(dim=dims).clamp_min(1e-12)
-        mean = (xf * w).sum(dim=dims) / total
-        centred = xf - (mean[:, :, None, None] if self._per_sample else mean[None, :, None, None])
-        var = (centred.square() * w).sum(dim=dims) / total
+        return y.reshape(n, c, h, w)
+
+    def _pool(self, x: Tensor) -> None:
+        """Weighted per-channel mean and variance of ``x``, per sample or over the batch, then freeze them.
+
+        Moments are accumulated in float32 a few samples at a time (bounded
+        temporaries), around each sample's plain mean so that the variance
+        does not suffer from cancellation, then combined exactly.
+        """
+        assert self._pool_weight is not None
+        n, c, h, w = x.shape
+        weight = torch.nn.functional.interpolate(
+            self._pool_weight.to(x.device, torch.float32), size=(h, w), mode="area"
+        )[:, 0]
+        chunk = max(1, (1 << 24) // max(1, c * h * w))
+        means, variances, totals = [], [], []
+        for a in range(0, n, chunk):
+            xc = x[a : a + chunk].to(torch.float32, copy=True)  # worked on in place below
+            wc = weight[a : a + chunk]
+            shift = xc.mean(dim=(2, 3))
+            xc = xc.sub_(shift[:, :, None, None])
+            total = wc.sum(dim=(1, 2))
+            safe = total.clamp_min(1e-12)[:, None]
+            first = torch.einsum("kchw,khw->kc", xc, wc) / safe
+            second = torch.einsum("kchw,khw->kc", xc.square_(), wc) / safe
+            means.append(shift + first)
+            variances.append((second - first.square()).clamp_min(0))
+            totals.append(total)
+        mean, var, total = torch.cat(means), torch.cat(variances), torch.cat(totals)
+        if not self._per_sample:
+            share = (total / total.sum().clamp_min(1e-12))[:, None]
+            pooled = (share * mean).sum(0)
+            var = (share * (var + (mean - pooled).square())).sum(0)
+            mean = pooled
         self.freeze(mean, var)
 
     def extra_repr(self) -> str:

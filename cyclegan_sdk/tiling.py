@@ -61,22 +61,29 @@ class AxisTiles:
 
 
 def plan_axis(length: int, tile: int, overlap: int, multiple: int = 1) -> AxisTiles:
-    """Place tiles of ``tile`` pixels over ``length`` with at least ``overlap`` pixels of overlap.
+    """Place tiles of at most ``tile`` pixels over ``length`` with at least ``overlap`` pixels of overlap.
 
-    The tiles are spread evenly from the first pixel to the last, with starts
-    on multiples of ``multiple`` (the network's total stride) so every tile
-    samples the same grid as the whole image would. ``length`` and ``tile``
-    must be multiples of ``multiple``; ``overlap`` is capped at half a tile.
+    As few tiles as that allows are spread evenly from the first pixel to the
+    last, and shrunk to the smallest size that still covers the axis with that
+    overlap (no work wasted on excess overlap). Starts are multiples of
+    ``multiple`` (the network's total stride), so every tile samples the same
+    grid as the whole image would. ``length`` and ``tile`` must be multiples of
+    ``multiple``; ``overlap`` is capped at half a tile.
 
     Example:
         >>> plan_axis(1024, 256, 64, 4).starts
         (0, 192, 384, 576, 768)
+        >>> axis = plan_axis(1000, 512, 64, 4)  # three tiles are needed, and 376 pixels each suffice
+        >>> axis.size, axis.starts
+        (376, (0, 312, 624))
     """
     if length % multiple or tile % multiple:
         raise ValueError(f"length {length} and tile {tile} must be multiples of {multiple}")
     if tile >= length:
         return AxisTiles(length, length, (0,), (np.ones(length, np.float32),))
     overlap = min(max(overlap, 0), tile // 2)
+    count = -(-(length - overlap) // max(1, tile - overlap))
+    tile = min(tile, -(-(-(-(length - overlap) // count) + overlap) // multiple) * multiple)
     step = max(multiple, tile - overlap)
     gaps = -(-(length - tile) // step)  # tiles - 1
     starts = sorted({int(round(k * (length - tile) / gaps / multiple)) * multiple for k in range(gaps + 1)})

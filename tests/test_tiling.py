@@ -15,17 +15,21 @@ def test_axis_plan_is_a_partition_of_unity(length, tile, overlap, multiple):
     if length % multiple:
         length = -(-length // multiple) * multiple
     axis = plan_axis(length, tile, overlap, multiple)
+    size = axis.size
+    assert size <= tile and size % multiple == 0
     total = np.zeros(length)
     for s, w in zip(axis.starts, axis.weights):
-        assert s % multiple == 0 and len(w) == tile
-        total[s : s + tile] += w
+        assert s % multiple == 0 and len(w) == size
+        total[s : s + size] += w
     assert np.allclose(total, 1.0, atol=1e-6)
-    assert axis.starts[0] == 0 and axis.starts[-1] + tile == length
-    gaps = np.diff(axis.starts)
-    assert (gaps <= tile - min(overlap, tile // 2) + multiple).all()  # at least the overlap asked for (to the grid)
+    assert axis.starts[0] == 0 and axis.starts[-1] + size == length
+    overlaps = np.array(axis.starts[:-1]) + size - np.array(axis.starts[1:])
+    assert (overlaps >= min(overlap, tile // 2) - multiple).all()  # the overlap asked for, to the stride grid
+    # no more tiles than tiles of the full size would need
+    assert len(axis.starts) == -(-(length - min(overlap, tile // 2)) // (tile - min(overlap, tile // 2)))
     # no weight on the quarter-overlap next to an inner tile edge
     if len(axis.starts) > 1:
-        ov = axis.starts[0] + tile - axis.starts[1]
+        ov = axis.starts[0] + size - axis.starts[1]
         assert axis.weights[0][-(ov // 4) + 1 :].max() < 1e-6
 
 
