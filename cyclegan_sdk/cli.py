@@ -115,7 +115,144 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--domains", nargs=2, default=None, metavar=("A", "B"), help="names of domain A and domain B")
     imp.add_argument("--fp16", action="store_true", help="store float16 weights (half the size)")
     imp.set_defaults(run=_import_reference)
+
+    _add_train_parser(commands)
     return parser
+
+
+def _add_train_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    tr = commands.add_parser(
+        "train", help="train a model on two folders of unpaired images",
+        description="Train a CycleGAN on two folders of unpaired images. Beside the model file it writes a "
+        "loss log (.losses.jsonl), preview grids (.previews/), a loss plot (.losses.png) and, on Ctrl-C or "
+        "with --checkpoint-every, a checkpoint (.checkpoint.safetensors) to --resume from.",
+    )
+    tr.add_argument("dir_a", metavar="DIR_A", help="folder of domain-A images (searched recursively)")
+    tr.add_argument("dir_b", metavar="DIR_B", help="folder of domain-B images")
+    tr.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write (.safetensors)")
+    length = tr.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=_positive, default=None, metavar="N", help="total training steps")
+    length.add_argument("--epochs", type=_positive, default=None, metavar="N",
+                        help="epochs of max(len A, len B) images (the reference trains 200)")
+    tr.add_argument("--crop", type=_positive, default=256, metavar="N", help="training crop size (default 256)")
+    tr.add_argument("--load-size", type=_positive, default=286, metavar="N", help="resize before cropping (default 286)")
+    tr.add_argument("--preprocess", choices=("resize_and_crop", "crop", "scale_width_and_crop", "none"),
+                    default="resize_and_crop", help="how images become crops (default resize_and_crop)")
+    tr.add_argument("--augment", choices=("flip", "dihedral", "none"), default="flip",
+                    help="flip: horizontal flips (photos); dihedral: 8 rotations/flips (microscopy)")
+    tr.add_argument("--ngf", type=_positive, default=64, metavar="N", help="generator filters (default 64)")
+    tr.add_argument("--ndf", type=_positive, default=64, metavar="N", help="discriminator filters (default 64)")
+    tr.add_argument("--blocks", type=_positive, default=9, metavar="N", help="residual blocks, 6 or 9 (default 9)")
+    tr.add_argument("--batch-size", type=_positive, default=1, metavar="N", help="images per step (default 1)")
+    tr.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
+    tr.add_argument("--gan-mode", choices=("lsgan", "vanilla", "hinge", "wgangp"), default="lsgan")
+    tr.add_argument("--lambda-identity", type=float, default=0.5, metavar="W", help="identity loss weight (default 0.5)")
+    tr.add_argument("--ema", type=float, default=None, metavar="DECAY", help="export an EMA of the generators")
+    tr.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    tr.add_argument("--device", default=None, metavar="DEV", help="cpu, cuda, ... (default: CUDA when available)")
+    tr.add_argument("--compile", choices=("auto", "yes", "no"), default="auto",
+                    help="torch.compile the networks; auto: only for runs of 2000 steps or more")
+    tr.add_argument("--checkpoint-every", type=_non_negative, default=0, metavar="N", help="checkpoint every N steps")
+    tr.add_argument("--preview-every", type=_non_negative, default=500, metavar="N",
+                    help="write a preview grid every N steps (default 500, 0: never)")
+    tr.add_argument("--log-every", type=_positive, default=10, metavar="N", help="log losses every N steps")
+    tr.add_argument("--resume", default=None, metavar="CKPT", help="continue from a checkpoint")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--domains", nargs=2, default=("A", "B"), metavar=("NAME_A", "NAME_B"),
+                    help="names of the two domains, stored in the model")
+    tr.set_defaults(run=_train)
+
+
+# --------------------------------------------------------------------- train
+def _train(args: argparse.Namespace) -> int:
+    import signal
+
+    from tqdm import tqdm
+
+    from .data import DomainImages
+    from .report import loss_plot, preview_grid
+    from .trainer import TrainConfig, TrainEvent, Trainer
+
+    out = Path(args.output)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"-o {out}: the model file must end in .safetensors")
+    stem = out.with_suffix("")
+    checkpoint = Path(f"{stem}.checkpoint.safetensors")
+    log_path, plot_path, preview_dir = Path(f"{stem}.losses.jsonl"), Path(f"{stem}.losses.png"), Path(f"{stem}.previews")
+    if args.resume:
+        trainer = Trainer.resume(args.resume, **({"device": args.device} if args.device else {}))
+        steps = args.steps or (None if args.epochs else trainer.total_steps)
+    else:
+        compile_choice = {"auto": "auto", "yes": True, "no": False}[args.compile]
+        config = TrainConfig(
+            ngf=args.ngf, ndf=args.ndf, n_blocks=args.blocks, crop_size=args.crop, load_size=args.load_size,
+            preprocess=args.preprocess, augment=args.augment, batch_size=args.batch_size, lr=args.lr,
+            gan_mode=args.gan_mode, lambda_identity=args.lambda_identity, ema_decay=args.ema,
+            precision=args.precision, device=args.device, compile=compile_choice, seed=args.seed,
+            log_every=args.log_every, preview_every=args.preview_every, domain_names=tuple(args.domains),
+        )
+        trainer = Trainer(config)
+        steps = args.steps
+        if steps is None and args.epochs is None:
+            raise ValueError("give --steps N or --epochs N")
+    main_process = trainer._dist.is_main
+    names = trainer.config.domain_names
+    domain_a = DomainImages.from_folder(args.dir_a, names[0])
+    domain_b = DomainImages.from_folder(args.dir_b, names[1])
+    if main_process:
+        print(f"domain {names[0]}: {len(domain_a)} images, {domain_a.channels} channels; "
+              f"domain {names[1]}: {len(domain_b)} images, {domain_b.channels} channels; "
+              f"{trainer.device}, {str(trainer.compute_dtype).removeprefix('torch.')}", file=sys.stderr)
+
+    interrupted = []
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        if interrupted:  # a second Ctrl-C: stop at once
+            raise KeyboardInterrupt
+        interrupted.append(True)
+        trainer.request_stop()
+        print(f"\n{PROG}: stopping after this step; saving a checkpoint and the model (Ctrl-C again to abort)",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    bar = tqdm(total=None, unit="step", file=sys.stderr, disable=None if main_process else True, dynamic_ncols=True)
+    if main_process:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "a") if main_process else None  # appends: a resumed run continues the log
+
+    def on_event(event: TrainEvent) -> None:
+        if event.kind == "step":
+            bar.total = event.total_steps
+            bar.n = event.step
+            shown = {k: event.losses[k] for k in ("G", "D_A", "D_B", "cycle_A", "cycle_B") if k in event.losses}
+            bar.set_postfix_str(", ".join(f"{k} {v:.3f}" for k, v in shown.items())
+                                + f", {event.images_per_s:.2f} img/s", refresh=False)
+            bar.refresh()
+            if log is not None:
+                log.write(json.dumps({"step": event.step, "epoch": event.epoch, "lr": event.lr,
+                                      "images_per_s": round(event.images_per_s, 3), **event.losses}) + "\n")
+                log.flush()
+        elif event.kind == "preview":
+            preview_grid(event.images, preview_dir / f"step_{event.step:07d}.png")
+
+    try:
+        trainer.fit(domain_a, domain_b, steps=steps, epochs=None if steps else args.epochs, callbacks=[on_event],
+                    checkpoint_every=args.checkpoint_every, checkpoint_path=checkpoint)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        bar.close()
+        if log is not None:
+            log.close()
+    if not main_process:
+        return 0
+    if interrupted or args.checkpoint_every:
+        trainer.save_checkpoint(checkpoint)
+        print(f"checkpoint: {checkpoint} (continue with --resume {checkpoint})", file=sys.stderr)
+    trainer.export(out)
+    if trainer.history:
+        loss_plot(trainer.history, plot_path)
+    print(f"wrote {out} after {trainer.step} steps; losses in {log_path}, plot {plot_path}", file=sys.stderr)
+    return 130 if interrupted else 0
 
 
 # ----------------------------------------------------------------- translate
@@ -312,3 +449,7 @@ def _value(value: object) -> str:
 
 def _pairs(mapping: dict) -> str:
     return ", ".join(f"{k}={_value(v)}" for k, v in mapping.items())
+
+
+if __name__ == "__main__":  # ``python -m cyclegan_sdk.cli``, as torchrun and accelerate launch run modules
+    sys.exit(main())

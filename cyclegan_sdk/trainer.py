@@ -230,7 +230,10 @@ class Trainer:
         self._dist = _Distributed()
         rank = self._dist.rank
         # Independent streams, so that, say, a different pool size does not change the crops.
-        self._data_rng = np.random.Generator(np.random.PCG64([config.seed, 1, rank]))
+        # The epoch order is shared by all processes (each takes its own shard of it);
+        # the B images drawn and the augmentations differ per process.
+        self._order_rng = np.random.Generator(np.random.PCG64([config.seed, 1]))
+        self._data_rng = np.random.Generator(np.random.PCG64([config.seed, 2, rank]))
         self._aug_gen = torch.Generator().manual_seed(config.seed * 7919 + 2 + rank)
         self._pool_gen = torch.Generator().manual_seed(config.seed * 7919 + 3 + rank)
         self.pools = {"a": ImagePool(config.pool_size, self._pool_gen), "b": ImagePool(config.pool_size, self._pool_gen)}
@@ -282,10 +285,13 @@ class Trainer:
     def learning_rate(self, step: int | None = None) -> float:
         """The learning rate at ``step``: constant, then linear decay to zero over ``decay_fraction`` of the run."""
         step = self.step if step is None else step
+        if self.total_steps <= 0:  # no planned run (train_step used directly): the base rate
+            return self.config.lr
         total = max(self.total_steps, step + 1)
         decay_steps = int(round(total * self.config.decay_fraction))
         start = total - decay_steps
-        factor = 1.0 - max(0, step - start) / float(decay_steps + 1)
+        # As the reference: the first decayed step already loses 1/(decay+1), the last keeps 1/(decay+1).
+        factor = 1.0 - max(0, step + 1 - start) / float(decay_steps + 1)
         return self.config.lr * factor
 
     def train_step(self, real_a: Tensor, real_b: Tensor) -> dict[str, float]:
@@ -466,7 +472,7 @@ class Trainer:
         n = len(a)
         order = state.get("order")
         if order is None or state["position"] >= len(order):
-            perm = self._data_rng.permutation(n).tolist()
+            perm = self._order_rng.permutation(n).tolist()
             order = perm[self._dist.rank :: self._dist.world] or perm
             state.update(order=order, position=0)
             if self.step > 0:
@@ -601,7 +607,8 @@ class Trainer:
             "version": CHECKPOINT_VERSION, "config": self.config.to_dict(), "step": self.step, "epoch": self.epoch,
             "total_steps": self.total_steps, "channels": [self.input_nc, self.output_nc],
             "scaling": {k: dataclasses.asdict(v) for k, v in self.scaling.items()},
-            "param_groups": groups, "data_rng": _jsonable_rng(self._data_rng), "data_state": self._data_state,
+            "param_groups": groups, "data_rng": _jsonable_rng(self._data_rng),
+            "order_rng": _jsonable_rng(self._order_rng), "data_state": self._data_state,
             "history": self.history[-10000:], "seconds": self._seconds,
             "ema_steps": {n: e.optimization_step for n, e in self.ema.items()},
         }
@@ -664,6 +671,7 @@ class Trainer:
             if states:
                 torch.cuda.set_rng_state_all(states)
         trainer._data_rng.bit_generator.state = meta["data_rng"]
+        trainer._order_rng.bit_generator.state = meta["order_rng"]
         trainer._data_state = meta["data_state"]
         trainer.step, trainer.epoch, trainer.total_steps = meta["step"], meta["epoch"], meta["total_steps"]
         trainer.scaling = {k: ValueScaling(**v) for k, v in meta["scaling"].items()}

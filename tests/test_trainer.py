@@ -153,8 +153,8 @@ def test_events_previews_and_export(tmp_path, pair):
     kinds = [e.kind for e in events]
     assert kinds.count("step") == 2 and kinds.count("preview") == 2 and kinds[-1] == "end"
     step = next(e for e in events if e.kind == "step")
-    # 8 steps: constant for 4, then linear decay; step 5 is the first decayed one
-    assert step.step == 5 and step.images_per_s > 0 and step.eta_s >= 0 and step.lr == pytest.approx(1.6e-4)
+    # 8 steps: constant for 4, then linear decay (lr reported for the next step, the 6th)
+    assert step.step == 5 and step.images_per_s > 0 and step.eta_s >= 0 and step.lr == pytest.approx(2e-4 * 3 / 5)
     assert {"G", "D_A", "D_B", "cycle_A", "idt_A"} <= set(step.losses)
     preview = next(e for e in events if e.kind == "preview").images
     assert set(preview) == {"real_A", "fake_B", "rec_A", "real_B", "fake_A", "rec_B"}
@@ -230,3 +230,40 @@ def test_learns_an_easy_translation(pair):
     out = trainer.translator().translate(test).astype(np.float64)
     error, identity_error = np.abs(out - answer).mean(), np.abs(test - answer).mean()
     assert error < 0.4 * identity_error, (error, identity_error)
+
+
+def test_two_processes_train_identical_weights_and_write_one_file(tmp_path, pair):
+    """Data-parallel training with 2 CPU processes (gloo), launched by torchrun as on a GPU node."""
+    a, b = pair
+    from cyclegan_sdk.files import write_image
+
+    for k in range(len(a)):
+        write_image(tmp_path / "A" / f"{k}.png", a[k])
+        write_image(tmp_path / "B" / f"{k}.png", b[k])
+    script = tmp_path / "train_ddp.py"
+    script.write_text(textwrap.dedent(f"""
+        import hashlib, os, sys
+        sys.path.insert(0, {str(os.path.dirname(os.path.dirname(__file__)))!r})
+        import torch
+        from cyclegan_sdk.trainer import Trainer
+        t = Trainer(ngf=4, ndf=4, n_blocks=1, crop_size=32, load_size=36, precision="fp32", log_every=2)
+        t.fit({str(tmp_path / "A")!r}, {str(tmp_path / "B")!r}, steps=4)
+        digest = hashlib.sha256()
+        for name, net in sorted(t.networks.items()):
+            for k, v in net.state_dict().items():
+                digest.update(v.numpy().tobytes())
+        open(os.path.join({str(tmp_path)!r}, f"rank{{t._dist.rank}}.sha"), "w").write(digest.hexdigest())
+        t.export({str(tmp_path / "out" / "m.safetensors")!r})
+        t.save_checkpoint({str(tmp_path / "out" / "ck.safetensors")!r})
+    """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", str(script)],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    hashes = [(tmp_path / f"rank{r}.sha").read_text() for r in (0, 1)]
+    assert hashes[0] == hashes[1]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ck.safetensors", "m.safetensors"]
+    summary = read_model(tmp_path / "out" / "m.safetensors")[1].training
+    assert summary["processes"] == 2 and summary["steps"] == 4
