@@ -16,6 +16,9 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Translator": "translator",
+    "Trainer": "trainer",
+    "TrainConfig": "trainer",
+    "TrainEvent": "trainer",
     "GeneratorConfig": "networks",
     "DiscriminatorConfig": "networks",
     "ModelMetadata": "modelfile",
@@ -32,6 +35,7 @@ __all__ = sorted(_EXPORTS) + ["__version__"]  # noqa: PLE0604
 if TYPE_CHECKING:
     from .modelfile import Domain, ModelFileError, ModelMetadata, ValueScaling, read_metadata, read_model, write_model
     from .networks import DiscriminatorConfig, GeneratorConfig
+    from .trainer import TrainConfig, TrainEvent, Trainer
     from .translator import Translator
 
 

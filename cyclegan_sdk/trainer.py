@@ -216,9 +216,11 @@ class Trainer:
             config = dataclasses.replace(config, **overrides)
         self.config = config
         self.device = resolve_device(config.device)
+        if config.precision == "fp16":
+            raise ValueError("fp16 training is not supported (it needs loss scaling); use precision 'bf16' or 'fp32'")
         self.compute_dtype = resolve_precision(config.precision, self.device)
-        if self.compute_dtype == torch.float16 and self.device.type != "cuda":
-            raise ValueError("fp16 training needs a GPU; use precision 'bf16' or 'fp32'")
+        if self.compute_dtype == torch.float16:  # "auto" on a GPU without bf16: train in float32
+            self.compute_dtype = torch.float32
         self.step = 0
         self.epoch = 0
         self.total_steps = 0
@@ -439,7 +441,7 @@ class Trainer:
         path = Path(checkpoint_path or "checkpoint.safetensors")
         last: dict[str, float] = {}
         while self.step < target and not self._stop:
-            real_a, real_b = self._batch(a, b, per_epoch)
+            real_a, real_b = self._batch(a, b)
             pending.append(self._train_step(real_a, real_b))
             if self.step % cfg.log_every == 0 or self.step == target or self._stop:
                 last = _mean_losses(pending)  # the only host sync: once per logging interval
@@ -450,6 +452,9 @@ class Trainer:
                 eta = (target - self.step) * cfg.batch_size * self._dist.world / max(rate, 1e-9)
                 self._emit(callbacks, TrainEvent("step", self.step, target, self.epoch, last, self.learning_rate(),
                                                  rate, eta))
+            if self.step // per_epoch > self.epoch:  # an epoch: max(len(A), len(B)) images, as the reference
+                self._emit(callbacks, TrainEvent("epoch", self.step, target, self.epoch, last, self.learning_rate()))
+                self.epoch = self.step // per_epoch
             if cfg.preview_every and self.step % cfg.preview_every == 0:
                 self._emit(callbacks, TrainEvent("preview", self.step, target, self.epoch,
                                                  images=self.preview(*samples)))
@@ -466,7 +471,7 @@ class Trainer:
             for callback in callbacks:
                 callback(event)
 
-    def _batch(self, a: DomainImages, b: DomainImages, per_epoch: int) -> tuple[Tensor, Tensor]:
+    def _batch(self, a: DomainImages, b: DomainImages) -> tuple[Tensor, Tensor]:
         """The next batch: A in a shuffled order (each process its own shard), B at random, as the reference."""
         state = self._data_state
         n = len(a)
@@ -475,8 +480,6 @@ class Trainer:
             perm = self._order_rng.permutation(n).tolist()
             order = perm[self._dist.rank :: self._dist.world] or perm
             state.update(order=order, position=0)
-            if self.step > 0:
-                self.epoch += 1
         pre = self.config.preprocessing
         xs_a, xs_b = [], []
         for _ in range(self.config.batch_size):

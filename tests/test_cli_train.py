@@ -1,6 +1,7 @@
 """``cyclegan train``: files a user looks at, Ctrl-C, resume, bad input."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -82,3 +83,17 @@ def test_bad_training_input_is_one_line(tmp_path, capsys, folders):
     assert "must end in .safetensors" in capsys.readouterr().err
     assert main(["train", str(folders[0]), str(folders[1]), "-o", str(tmp_path / "m.safetensors"), *TINY]) == 2
     assert "give --steps N or --epochs N" in capsys.readouterr().err
+
+
+def test_cli_train_under_torchrun_writes_one_model(tmp_path, folders):
+    """`torchrun --nproc_per_node 2 -m cyclegan_sdk.cli train ...`: two CPU processes, files from the first only."""
+    out = tmp_path / "ddp" / "m.safetensors"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "cyclegan_sdk.cli", "train", str(folders[0]), str(folders[1]), "-o", str(out), "--steps", "4",
+           "--log-every", "2", "--preview-every", "2", *TINY]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_metadata(out).training["processes"] == 2
+    lines = (tmp_path / "ddp" / "m.losses.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [2, 4]  # one log, not one per process
+    assert len(list((tmp_path / "ddp" / "m.previews").iterdir())) == 2

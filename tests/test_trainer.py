@@ -134,12 +134,12 @@ def test_stop_request_is_honoured_within_a_step(tmp_path, pair):
     trainer = Trainer(**TINY)
     seen = []
 
-    def stop_at_7(event):
+    def stop_at_5(event):
         seen.append(event.step)
         if event.kind == "step" and event.step >= 5:
             trainer.request_stop()
 
-    trainer.fit(a, b, steps=1000, callbacks=[stop_at_7])
+    trainer.fit(a, b, steps=1000, callbacks=[stop_at_5])
     assert trainer.step == 5
     out = trainer.translator().translate(a[0])
     assert out.shape == a[0].shape and out.dtype == np.uint8
@@ -152,6 +152,7 @@ def test_events_previews_and_export(tmp_path, pair):
     summary = trainer.fit(list(a), b, steps=8, callbacks=[events.append])
     kinds = [e.kind for e in events]
     assert kinds.count("step") == 2 and kinds.count("preview") == 2 and kinds[-1] == "end"
+    assert [e.step for e in events if e.kind == "epoch"] == [8]  # 8 images a domain: one epoch is 8 steps
     step = next(e for e in events if e.kind == "step")
     # 8 steps: constant for 4, then linear decay (lr reported for the next step, the 6th)
     assert step.step == 5 and step.images_per_s > 0 and step.eta_s >= 0 and step.lr == pytest.approx(2e-4 * 3 / 5)
