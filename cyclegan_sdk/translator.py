@@ -286,8 +286,8 @@ class Translator:
 
         out_channels = config.output_nc + (1 if plan_c.alpha else 0)
         out = np.empty((n, height, width, out_channels), stack.layout.dtype)
-        run = _Run(net, forward, plan, plan_c, scale_in, scale_out, height, width, dev, dtype, batch)
-        run.net_multiple, run.min_size = m, config.min_size
+        run = _Run(net, forward, plan, plan_c, scale_in, scale_out, height, width, dev, dtype, batch,
+                   multiple=m, min_size=config.min_size)
         total = n * len(plan)
         bar, report = _progress(progress, total)
         try:
@@ -382,8 +382,9 @@ class _Run:
 
     def __init__(self, net: nn.Module, forward: Callable[[Tensor], Tensor], plan: TilePlan,
                  channels: ChannelPlan, scale_in: Scaler, scale_out: Scaler, height: int, width: int,
-                 device: torch.device, dtype: torch.dtype, batch: int) -> None:
+                 device: torch.device, dtype: torch.dtype, batch: int, multiple: int, min_size: int) -> None:
         self.net, self.forward, self.plan, self.channels = net, forward, plan, channels
+        self.multiple, self.min_size = multiple, min_size
         self.scale_in, self.scale_out = scale_in, scale_out
         self.height, self.width = height, width
         self.device, self.dtype, self.batch = device, dtype, batch
@@ -446,7 +447,7 @@ class _Run:
         if len(plan) * th * tw <= statistics_pixels:
             stats_plan, sample = plan, [(i, j) for i in range(plan.grid[0]) for j in range(plan.grid[1])]
         else:
-            m = self.net_multiple
+            m = self.multiple
             side = max(self.min_size, min(th, STATISTICS_TILE) // m * m)
             stats_plan = plan_tiles(plan.height, plan.width, side, side // 4, m)
             sample = spread_sample(stats_plan.grid, max(1, statistics_pixels // (side * side)))
