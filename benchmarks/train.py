@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from cyclegan_sdk.samples import disc_images, negatives_pair  # noqa: E402
 from cyclegan_sdk.trainer import Trainer  # noqa: E402
 
 
@@ -57,23 +58,9 @@ def step_times(repeats: int, compile: bool) -> list[tuple[str, float]]:
     return [(k, min(v)) for k, v in times.items()] + rows
 
 
-def blobs(n: int, seed: int, size: int = 80) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    out = []
-    for _ in range(n):
-        img = np.full((size, size), 200.0)
-        for _ in range(rng.integers(3, 7)):
-            cy, cx, r = rng.integers(0, size), rng.integers(0, size), rng.integers(5, 14)
-            img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = 60.0
-        img += rng.normal(0, 5, img.shape)
-        out.append(np.clip(np.stack([img, img * 0.9, img * 0.8], -1), 0, 255).astype(np.uint8))
-    return np.stack(out)
-
-
 def quality(steps: int) -> list[tuple[str, float, float, float]]:
-    a, b = blobs(32, 0), 255 - blobs(32, 1)
-    test = blobs(16, 2)[:, 8:72, 8:72]
+    a, b = negatives_pair(32, size=80)
+    test = disc_images(16, seed=2, size=80)[:, 8:72, 8:72]
     answer = 255.0 - test
     rows = []
     for precision in ("fp32", "bf16"):

@@ -96,11 +96,7 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown generator config keys: {', '.join(unknown)}")
-        return cls(**data)
+        return config_from_dict(cls, data, "generator config keys")
 
 
 @dataclass
@@ -251,6 +247,15 @@ class InstanceNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}"
+
+
+def config_from_dict(cls: type, data: Any, what: str) -> Any:
+    """``cls(**data)`` for a config dataclass, refusing (and naming) keys it does not have."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what}: {', '.join(unknown)}")
+    return cls(**data)
 
 
 def _norm_layer(kind: NormKind, channels: int) -> nn.Module:

@@ -38,7 +38,14 @@ from torch import Tensor, nn
 from .data import DomainImages, Preprocess, as_domain, scaling_for, to_unit_tensor
 from .losses import GAN_MODES, cycle_loss, gan_loss, gradient_penalty, identity_loss
 from .modelfile import Domain, ModelFileError, ModelMetadata, ValueScaling, atomic_write, write_model
-from .networks import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, init_weights
+from .networks import (
+    DiscriminatorConfig,
+    GeneratorConfig,
+    build_discriminator,
+    build_generator,
+    config_from_dict,
+    init_weights,
+)
 from .precision import resolve_device, resolve_precision
 from .translator import Translator
 
@@ -131,11 +138,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields: {', '.join(unknown)}")
-        return cls(**data)
+        return config_from_dict(cls, data, "TrainConfig fields")
 
 
 @dataclass

@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["networks", "tiling", "translator"]
+MODULES = ["networks", "tiling", "translator", "samples", "losses"]
 
 
 @pytest.mark.parametrize("name", MODULES)

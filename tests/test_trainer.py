@@ -12,6 +12,7 @@ import torch
 
 from cyclegan_sdk import Translator
 from cyclegan_sdk.modelfile import read_model
+from cyclegan_sdk.samples import disc_images, negatives_pair
 from cyclegan_sdk.trainer import ImagePool, TrainConfig, Trainer
 
 from reference_nets import ReferencePatchDiscriminator, ReferenceResnetGenerator, reference_step
@@ -220,28 +221,13 @@ def test_ema_weights_are_exported(pair, tmp_path):
     assert all(torch.equal(exported[k], v) for k, v in again.generator_state_dicts()["a2b"].items())
 
 
-def _blobs(n, seed, size=48):
-    """Light, slightly warm images with dark discs and noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    out = []
-    for _ in range(n):
-        img = np.full((size, size), 200.0)
-        for _ in range(rng.integers(2, 5)):
-            cy, cx, r = rng.integers(0, size), rng.integers(0, size), rng.integers(4, 10)
-            img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = 60.0
-        img += rng.normal(0, 5, img.shape)
-        out.append(np.clip(np.stack([img, img * 0.9, img * 0.8], -1), 0, 255).astype(np.uint8))
-    return np.stack(out)
-
-
 def test_learns_an_easy_translation():
     """Images -> their negatives, from unpaired sets: after 300 steps far closer to the answer than doing nothing."""
-    a, b = _blobs(16, 0), 255 - _blobs(16, 1)  # B: negatives of other images, so nothing is paired
+    a, b = negatives_pair(16)  # B: negatives of other images, so nothing is paired
     # A small network on a short run: a higher learning rate than the reference's 2e-4.
     trainer = Trainer(ngf=8, ndf=8, n_blocks=2, crop_size=32, load_size=40, lr=1e-3, seed=0, log_every=50)
     trainer.fit(a, b, steps=300)
-    test = _blobs(8, 2)[:, 8:40, 8:40]
+    test = disc_images(8, seed=2)[:, 8:40, 8:40]
     answer = 255.0 - test
     out = trainer.translator().translate(test).astype(np.float64)
     error, identity_error = np.abs(out - answer).mean(), np.abs(test - answer).mean()
