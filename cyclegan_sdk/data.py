@@ -119,6 +119,13 @@ class DomainImages:
         counts: dict[int, list[str]] = {}
         for shape, label in zip(shapes, labels):
             counts.setdefault(shape[2], []).append(label)
+        if len(counts) > 1 and max(counts, key=lambda c: len(counts[c])) == 3 and set(counts) <= {1, 3, 4}:
+            # Mostly RGB with some grey or RGBA files (common in photo sets): make them all RGB, as the reference does.
+            odd = [label for c, v in counts.items() if c != 3 for label in v]
+            warnings.warn(f"domain {name}: {len(odd)} of {len(labels)} images are grey or RGBA and are used as RGB "
+                          f"(first: {odd[0]})", stacklevel=3)
+            shapes = [(h, w, 3) for h, w, _ in shapes]
+            counts = {3: labels}
         if len(counts) > 1:
             parts = [f"{c}-channel: {len(v)} ({', '.join(v[:2])}{', ...' if len(v) > 2 else ''})"
                      for c, v in sorted(counts.items(), key=lambda kv: -len(kv[1]))]
@@ -144,11 +151,12 @@ class DomainImages:
         """Image ``index`` as ``(H, W, C)`` in its own dtype."""
         item = self._items[index]
         if isinstance(item, np.ndarray):
-            return item
+            return _as_channels(item, self.channels)
         if index in self._cache:
             return self._cache[index]
         arr = read_image(item)
         arr = arr[..., None] if arr.ndim == 2 else arr
+        arr = _as_channels(arr, self.channels)
         if self._cached_bytes + arr.nbytes <= CACHE_BYTES:
             self._cache[index] = arr
             self._cached_bytes += arr.nbytes
@@ -156,6 +164,15 @@ class DomainImages:
 
     def __repr__(self) -> str:
         return f"DomainImages({self.name!r}, {len(self)} images, {self.channels} channels, {self.dtype})"
+
+
+def _as_channels(arr: np.ndarray, channels: int) -> np.ndarray:
+    """Grey -> RGB by replication, RGBA -> RGB by dropping alpha; other arrays unchanged."""
+    if channels == 3 and arr.shape[-1] == 1:
+        return np.repeat(arr, 3, axis=-1)
+    if channels == 3 and arr.shape[-1] == 4:
+        return arr[..., :3]
+    return arr
 
 
 def _probe(path: Path) -> tuple[tuple[int, int, int], np.dtype]:

@@ -118,6 +118,10 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         self.domain_names = tuple(self.domain_names)  # type: ignore[assignment]
         Preprocess(self.preprocess, self.load_size, self.crop_size, self.augment)  # validates those fields
+        multiple = 4 if self.generator == "resnet" else 2**self.num_downs
+        if self.preprocess != "none" and self.crop_size % multiple:
+            raise ValueError(f"crop_size must be a multiple of {multiple} for this {self.generator} generator, "
+                             f"got {self.crop_size}")
 
     def generator_config(self, input_nc: int, output_nc: int) -> GeneratorConfig:
         return GeneratorConfig(generator=self.generator, input_nc=input_nc, output_nc=output_nc, ngf=self.ngf,
@@ -239,8 +243,8 @@ class Trainer:
         # the B images drawn and the augmentations differ per process.
         self._order_rng = np.random.Generator(np.random.PCG64([config.seed, 1]))
         self._data_rng = np.random.Generator(np.random.PCG64([config.seed, 2, rank]))
-        self._aug_gen = torch.Generator().manual_seed(config.seed * 7919 + 2 + rank)
-        self._pool_gen = torch.Generator().manual_seed(config.seed * 7919 + 3 + rank)
+        self._aug_gen = torch.Generator().manual_seed(_stream_seed(config.seed, 3, rank))
+        self._pool_gen = torch.Generator().manual_seed(_stream_seed(config.seed, 4, rank))
         self.pools = {"a": ImagePool(config.pool_size, self._pool_gen), "b": ImagePool(config.pool_size, self._pool_gen)}
         self._compiled: dict[str, Callable[..., Tensor]] = {}
         self.ema: dict[str, Any] = {}
@@ -327,7 +331,7 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = lr
         g_ab, g_ba, d_a, d_b = (self._net(n) for n in NETWORKS)
-        use_idt = cfg.lambda_identity > 0 and self.input_nc == self.output_nc
+        use_idt = cfg.lambda_identity > 0 and self.input_nc == self.output_nc  # the reference requires equal counts
         autocast = torch.autocast(self.device.type, dtype=self.compute_dtype,
                                   enabled=self.compute_dtype != torch.float32)
         # Generators, with the discriminators frozen.
@@ -423,12 +427,18 @@ class Trainer:
                               f"{cfg.crop_size} crop and are scaled up (first: {small[0]})", stacklevel=2)
         if not self.built:
             self._build(cfg.input_nc or a.channels, cfg.output_nc or b.channels)
+        if cfg.lambda_identity > 0 and self.input_nc != self.output_nc and self.step == 0:
+            warnings.warn(f"identity loss is off: domain {a.name} has {self.input_nc} channels and domain {b.name} "
+                          f"{self.output_nc}; it needs equal counts", stacklevel=2)
+        if cfg.batch_size > 1 and cfg.preprocess == "none" and len({s[:2] for s in (*a.shapes, *b.shapes)}) > 1:
+            raise ValueError("batch_size > 1 with preprocess 'none' needs images of one size; "
+                             "use a cropping preprocess or batch_size 1")
         if (a.channels, b.channels) != (self.input_nc, self.output_nc):
             raise ValueError(f"the networks take {self.input_nc}-channel A and {self.output_nc}-channel B images; "
                              f"domain {a.name} has {a.channels} and domain {b.name} has {b.channels} channels")
         if self.step == 0:
             self.scaling = {"a": scaling_for(a, cfg.value_scaling), "b": scaling_for(b, cfg.value_scaling)}
-        per_epoch = max(1, max(len(a), len(b)) // cfg.batch_size)
+        per_epoch = max(1, max(len(a), len(b)) // (cfg.batch_size * self._dist.world))
         if steps is None and epochs is None:
             raise ValueError("give steps= or epochs=")
         target = steps if steps is not None else epochs * per_epoch  # type: ignore[operator]
@@ -436,14 +446,13 @@ class Trainer:
             raise ValueError(f"steps={target} is behind this trainer's step {self.step}")
         self.total_steps = target
         self._maybe_compile(target - self.step)
-        self._stop = False
         callbacks = list(callbacks)
         samples = self._preview_samples(a, b)
         started, started_step = time.perf_counter(), self.step
         pending: list[dict[str, Tensor]] = []
         path = Path(checkpoint_path or "checkpoint.safetensors")
         last: dict[str, float] = {}
-        while self.step < target and not self._stop:
+        while self.step < target and not self._dist.any(self._stop):  # all processes stop at the same step
             real_a, real_b = self._batch(a, b)
             pending.append(self._train_step(real_a, real_b))
             if self.step % cfg.log_every == 0 or self.step == target or self._stop:
@@ -465,6 +474,10 @@ class Trainer:
                 self.save_checkpoint(path)
                 self._emit(callbacks, TrainEvent("checkpoint", self.step, target, self.epoch, path=path))
         self._seconds += time.perf_counter() - started
+        stopped, self._stop = self._stop, False
+        if stopped and pending:
+            last = _mean_losses(pending)
+            self.history.append({"step": self.step, **last})
         summary = self.summary(last)
         self._emit(callbacks, TrainEvent("end", self.step, target, self.epoch, last, self.learning_rate()))
         return summary
@@ -478,11 +491,15 @@ class Trainer:
         """The next batch: A in a shuffled order (each process its own shard), B at random, as the reference."""
         state = self._data_state
         n = len(a)
+        if state.get("size", n) != n:
+            warnings.warn(f"domain {a.name} has {n} images, the checkpoint's run had {state['size']}: "
+                          "starting a new epoch order", stacklevel=3)
+            state.clear()
         order = state.get("order")
         if order is None or state["position"] >= len(order):
             perm = self._order_rng.permutation(n).tolist()
             order = perm[self._dist.rank :: self._dist.world] or perm
-            state.update(order=order, position=0)
+            state.update(order=order, position=0, size=n)
         pre = self.config.preprocessing
         xs_a, xs_b = [], []
         for _ in range(self.config.batch_size):
@@ -601,14 +618,13 @@ class Trainer:
             for i, p in enumerate(ema.shadow_params):
                 tensors[f"ema.{name}.{i}"] = p.detach().cpu().contiguous()
         for key, pool in self.pools.items():
-            if pool.images:
-                tensors[f"pool.{key}"] = torch.cat(pool.images).cpu().contiguous()
+            for i, image in enumerate(pool.images):  # one key each: crops may differ in size
+                tensors[f"pool.{key}.{i}"] = image.cpu().contiguous()
         tensors["rng.torch"] = torch.get_rng_state()
         tensors["rng.aug"] = self._aug_gen.get_state()
         tensors["rng.pool"] = self._pool_gen.get_state()
-        if torch.cuda.is_available():
-            for i, s in enumerate(torch.cuda.get_rng_state_all()):
-                tensors[f"rng.cuda.{i}"] = s
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         meta = {
             "version": CHECKPOINT_VERSION, "config": self.config.to_dict(), "step": self.step, "epoch": self.epoch,
             "total_steps": self.total_steps, "channels": [self.input_nc, self.output_nc],
@@ -662,20 +678,21 @@ class Trainer:
                 if "betas" in g:
                     g["betas"] = tuple(g["betas"])
             opt.load_state_dict({"state": state, "param_groups": groups})
+            for group in opt.param_groups:  # the implementation that suits this device, not the saving one
+                group["fused"] = trainer.device.type == "cuda"
+                group["foreach"] = None if group["fused"] else True
         for name, ema in trainer.ema.items():
             for i, p in enumerate(ema.shadow_params):
                 p.copy_(tensors[f"ema.{name}.{i}"])
             ema.optimization_step = meta["ema_steps"][name]
         for key, pool in trainer.pools.items():
-            if f"pool.{key}" in tensors:
-                pool.images = [t[None].to(trainer.device) for t in tensors[f"pool.{key}"]]
+            count = sum(1 for k in tensors if k.startswith(f"pool.{key}."))
+            pool.images = [tensors[f"pool.{key}.{i}"].to(trainer.device) for i in range(count)]
         torch.set_rng_state(tensors["rng.torch"])
         trainer._aug_gen.set_state(tensors["rng.aug"])
         trainer._pool_gen.set_state(tensors["rng.pool"])
-        if torch.cuda.is_available():
-            states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
-            if states:
-                torch.cuda.set_rng_state_all(states)
+        if trainer.device.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], trainer.device)
         trainer._data_rng.bit_generator.state = meta["data_rng"]
         trainer._order_rng.bit_generator.state = meta["order_rng"]
         trainer._data_state = meta["data_state"]
@@ -683,7 +700,19 @@ class Trainer:
         trainer.scaling = {k: ValueScaling(**v) for k, v in meta["scaling"].items()}
         trainer.history = meta["history"]
         trainer._seconds = meta["seconds"]
+        if trainer._dist.world > 1:
+            # The checkpoint holds the first process's streams: give every process its own again.
+            rank, seed = trainer._dist.rank, [trainer.config.seed, trainer.step]
+            trainer._data_rng = np.random.Generator(np.random.PCG64([*seed, 2, rank]))
+            trainer._aug_gen.manual_seed(_stream_seed(trainer.config.seed * 1_000_003 + trainer.step, 3, rank))
+            trainer._pool_gen.manual_seed(_stream_seed(trainer.config.seed * 1_000_003 + trainer.step, 4, rank))
+            trainer._data_state = {}
         return trainer
+
+
+def _stream_seed(seed: int, stream: int, rank: int) -> int:
+    """A 63-bit seed for one random stream of one process, independent of all others."""
+    return int(np.random.SeedSequence([seed, stream, rank]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def _requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
@@ -736,6 +765,15 @@ class _Distributed:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def any(self, flag: bool) -> bool:
+        """True on every process if ``flag`` is true on any (so all stop at the same step)."""
+        if self.world == 1:
+            return flag
+        device = torch.device("cuda", torch.cuda.current_device()) if torch.distributed.get_backend() == "nccl" else "cpu"
+        t = torch.tensor([1.0 if flag else 0.0], device=device)
+        torch.distributed.all_reduce(t)
+        return bool(t.item() > 0)
 
     def average_gradients(self, optimizer: torch.optim.Optimizer) -> None:
         if self.world == 1:

@@ -194,9 +194,14 @@ def test_bad_training_data_is_a_clear_message(tmp_path, pair):
     empty.mkdir()
     with pytest.raises(ValueError, match="domain A: no images"):
         Trainer(**TINY).fit(empty, b, steps=1)
-    mixed = [a[0], a[1, ..., 0]]
-    with pytest.raises(ValueError, match="domain A mixes channel counts: 3-channel: 1 .*1-channel: 1"):
+    mixed = [a[0], a[1], np.zeros((48, 48, 2), np.uint8)]
+    with pytest.raises(ValueError, match="domain A mixes channel counts: 3-channel: 2 .*2-channel: 1"):
         Trainer(**TINY).fit(mixed, b, steps=1)
+    # mostly RGB with a grey and an RGBA image: all used as RGB, with one warning
+    with pytest.warns(UserWarning, match="domain A: 2 of 4 images are grey or RGBA and are used as RGB"):
+        Trainer(**TINY).fit([a[0], a[1], a[2, ..., 0], np.dstack([a[3], a[3, ..., :1]])], b, steps=1)
+    with pytest.raises(ValueError, match="crop_size must be a multiple of 4"):
+        Trainer(**{**TINY, "crop_size": 30})
     folder = tmp_path / "b"
     for k in range(3):
         write_image(folder / f"{k}.png", b[k])
@@ -224,8 +229,9 @@ def test_ema_weights_are_exported(pair, tmp_path):
 def test_learns_an_easy_translation():
     """Images -> their negatives, from unpaired sets: after 300 steps far closer to the answer than doing nothing."""
     a, b = negatives_pair(16)  # B: negatives of other images, so nothing is paired
-    # A small network on a short run: a higher learning rate than the reference's 2e-4.
-    trainer = Trainer(ngf=8, ndf=8, n_blocks=2, crop_size=32, load_size=40, lr=1e-3, seed=0, log_every=50)
+    # A small network on a short run: a higher learning rate than the reference's 2e-4. With these settings
+    # seeds 0-3 all reach an error of about 19 (identity: 113); ngf 8 at lr 1e-3 lands there for half the seeds only.
+    trainer = Trainer(ngf=16, ndf=8, n_blocks=2, crop_size=32, load_size=40, lr=5e-4, seed=0, log_every=50)
     trainer.fit(a, b, steps=300)
     test = disc_images(8, seed=2)[:, 8:40, 8:40]
     answer = 255.0 - test
