@@ -57,8 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    # ModelFileError and ImageFileError are ValueErrors, FileNotFoundError is an OSError.
-    except (ValueError, OSError) as exc:
+    # ModelFileError and ImageFileError are ValueErrors, FileNotFoundError is an OSError; RuntimeError is
+    # what torch raises for an unknown device, running out of memory, a failed compilation.
+    except (ValueError, OSError, RuntimeError) as exc:
         _error(_first_line(exc))
         return 2
 
@@ -148,14 +149,17 @@ def _add_train_parser(commands: "argparse._SubParsersAction[argparse.ArgumentPar
     tr.add_argument("--gan-mode", choices=("lsgan", "vanilla", "hinge", "wgangp"), default="lsgan")
     tr.add_argument("--lambda-identity", type=float, default=0.5, metavar="W", help="identity loss weight (default 0.5)")
     tr.add_argument("--ema", type=float, default=None, metavar="DECAY", help="export an EMA of the generators")
-    tr.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    tr.add_argument("--value-scaling", choices=("dtype", "percentile"), default="dtype",
+                    help="dtype: full range of the image dtype; percentile: measured bounds (16-bit microscopy)")
+    # The run settings below default to None so that --resume can tell which ones were given.
+    tr.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None, help="default auto")
     tr.add_argument("--device", default=None, metavar="DEV", help="cpu, cuda, ... (default: CUDA when available)")
-    tr.add_argument("--compile", choices=("auto", "yes", "no"), default="auto",
-                    help="torch.compile the networks; auto: only for runs of 2000 steps or more")
+    tr.add_argument("--compile", choices=("auto", "yes", "no"), default=None,
+                    help="torch.compile the networks; auto (default): only for runs of 2000 steps or more")
     tr.add_argument("--checkpoint-every", type=_non_negative, default=0, metavar="N", help="checkpoint every N steps")
-    tr.add_argument("--preview-every", type=_non_negative, default=500, metavar="N",
+    tr.add_argument("--preview-every", type=_non_negative, default=None, metavar="N",
                     help="write a preview grid every N steps (default 500, 0: never)")
-    tr.add_argument("--log-every", type=_positive, default=10, metavar="N", help="log losses every N steps")
+    tr.add_argument("--log-every", type=_positive, default=None, metavar="N", help="log losses every N steps (default 10)")
     tr.add_argument("--resume", default=None, metavar="CKPT", help="continue from a checkpoint")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--domains", nargs=2, default=("A", "B"), metavar=("NAME_A", "NAME_B"),
@@ -166,6 +170,7 @@ def _add_train_parser(commands: "argparse._SubParsersAction[argparse.ArgumentPar
 # --------------------------------------------------------------------- train
 def _train(args: argparse.Namespace) -> int:
     import signal
+    import time
 
     from tqdm import tqdm
 
@@ -179,17 +184,21 @@ def _train(args: argparse.Namespace) -> int:
     stem = out.with_suffix("")
     checkpoint = Path(f"{stem}.checkpoint.safetensors")
     log_path, plot_path, preview_dir = Path(f"{stem}.losses.jsonl"), Path(f"{stem}.losses.png"), Path(f"{stem}.previews")
+    run = {"precision": args.precision, "device": args.device, "log_every": args.log_every,
+           "preview_every": args.preview_every,
+           "compile": None if args.compile is None else {"auto": "auto", "yes": True, "no": False}[args.compile]}
+    given = {k: v for k, v in run.items() if v is not None}
     if args.resume:
-        trainer = Trainer.resume(args.resume, **({"device": args.device} if args.device else {}))
+        # Settings of the run (not of the model or optimiser) may change when resuming.
+        trainer = Trainer.resume(args.resume, **given)
         steps = args.steps or (None if args.epochs else trainer.total_steps)
     else:
-        compile_choice = {"auto": "auto", "yes": True, "no": False}[args.compile]
+        run = {"precision": "auto", "device": None, "log_every": 10, "preview_every": 500, "compile": "auto", **given}
         config = TrainConfig(
             ngf=args.ngf, ndf=args.ndf, n_blocks=args.blocks, crop_size=args.crop, load_size=args.load_size,
             preprocess=args.preprocess, augment=args.augment, batch_size=args.batch_size, lr=args.lr,
             gan_mode=args.gan_mode, lambda_identity=args.lambda_identity, ema_decay=args.ema,
-            precision=args.precision, device=args.device, compile=compile_choice, seed=args.seed,
-            log_every=args.log_every, preview_every=args.preview_every, domain_names=tuple(args.domains),
+            value_scaling=args.value_scaling, seed=args.seed, domain_names=tuple(args.domains), **run,
         )
         trainer = Trainer(config)
         steps = args.steps
@@ -204,12 +213,15 @@ def _train(args: argparse.Namespace) -> int:
               f"domain {names[1]}: {len(domain_b)} images, {domain_b.channels} channels; "
               f"{trainer.device}, {str(trainer.compute_dtype).removeprefix('torch.')}", file=sys.stderr)
 
-    interrupted = []
+    interrupted: list[float] = []
 
     def on_interrupt(signum: int, frame: object) -> None:
-        if interrupted:  # a second Ctrl-C: stop at once
+        # torchrun forwards the terminal's Ctrl-C as well: a repeat within 2 s is the same request.
+        if interrupted and time.monotonic() - interrupted[0] > 2.0:  # a real second Ctrl-C: stop at once
             raise KeyboardInterrupt
-        interrupted.append(True)
+        if interrupted:
+            return
+        interrupted.append(time.monotonic())
         trainer.request_stop()
         print(f"\n{PROG}: stopping after this step; saving a checkpoint and the model (Ctrl-C again to abort)",
               file=sys.stderr)
@@ -238,6 +250,12 @@ def _train(args: argparse.Namespace) -> int:
     try:
         trainer.fit(domain_a, domain_b, steps=steps, epochs=None if steps else args.epochs, callbacks=[on_event],
                     checkpoint_every=args.checkpoint_every, checkpoint_path=checkpoint)
+    except Exception:
+        # Whatever broke (a corrupt file mid-run, out of memory), keep the work done so far.
+        if main_process and trainer.built and trainer.step > 0:
+            trainer.save_checkpoint(checkpoint)
+            print(f"{PROG}: saved {checkpoint} at step {trainer.step} (continue with --resume)", file=sys.stderr)
+        raise
     finally:
         signal.signal(signal.SIGINT, previous)
         bar.close()
@@ -245,10 +263,10 @@ def _train(args: argparse.Namespace) -> int:
             log.close()
     if not main_process:
         return 0
+    trainer.export(out)  # the model first: it is what the user came for
     if interrupted or args.checkpoint_every:
         trainer.save_checkpoint(checkpoint)
         print(f"checkpoint: {checkpoint} (continue with --resume {checkpoint})", file=sys.stderr)
-    trainer.export(out)
     if trainer.history:
         loss_plot(trainer.history, plot_path)
     print(f"wrote {out} after {trainer.step} steps; losses in {log_path}, plot {plot_path}", file=sys.stderr)

@@ -97,3 +97,19 @@ def test_cli_train_under_torchrun_writes_one_model(tmp_path, folders):
     lines = (tmp_path / "ddp" / "m.losses.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [2, 4]  # one log, not one per process
     assert len(list((tmp_path / "ddp" / "m.previews").iterdir())) == 2
+
+
+def test_sixteen_bit_microscopy_with_percentile_scaling(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        write_image(tmp_path / "he" / f"{k}.tif", rng.integers(1000, 4000, (40, 40)).astype(np.uint16))
+        write_image(tmp_path / "ihc" / f"{k}.tif", rng.integers(200, 900, (40, 40)).astype(np.uint16))
+    out = tmp_path / "m.safetensors"
+    args = ["train", str(tmp_path / "he"), str(tmp_path / "ihc"), "-o", str(out), "--steps", "2",
+            "--value-scaling", "percentile", "--augment", "dihedral", *TINY]
+    assert main(args) == 0, capsys.readouterr().err
+    meta = read_metadata(out)
+    a, b = meta.domain_a.scaling, meta.domain_b.scaling
+    assert a.mode == b.mode == "range" and 1000 <= a.low < a.high <= 4000 and 200 <= b.low < b.high <= 900
+    result = Translator.load(out).translate(rng.integers(1000, 4000, (40, 40)).astype(np.uint16))
+    assert result.dtype == np.uint16 and b.low - 1 <= result.min() and result.max() <= b.high + 1
