@@ -445,7 +445,7 @@ class Trainer:
         if target < self.step:
             raise ValueError(f"steps={target} is behind this trainer's step {self.step}")
         self.total_steps = target
-        self._maybe_compile(target - self.step)
+        self._maybe_compile(target)  # from the whole run, so a resumed run decides as the original did
         callbacks = list(callbacks)
         samples = self._preview_samples(a, b)
         started, started_step = time.perf_counter(), self.step
