@@ -276,6 +276,18 @@ class Preprocess:
 
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """One image ``(1, C, H, W)`` in [-1, 1] -> ``(1, C, crop, crop)``, augmented; randomness from ``generator``."""
+        return self._crop_and_augment(self._resize(x), generator)
+
+    def centre(self, x: Tensor) -> Tensor:
+        """The same resize, then the centre crop and no augmentation: what previews show."""
+        x = self._resize(x)
+        h, w = x.shape[-2:]
+        if self.mode == "none":
+            return x[..., : max(4, h // 4 * 4), : max(4, w // 4 * 4)].clamp(-1, 1).clone()
+        top, left = (h - self.crop_size) // 2, (w - self.crop_size) // 2
+        return x[..., top : top + self.crop_size, left : left + self.crop_size].clamp(-1, 1).clone()
+
+    def _resize(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
         crop = self.crop_size
         if self.mode == "resize_and_crop":
@@ -287,6 +299,10 @@ class Preprocess:
             # too small for the crop: scale up (keeping the aspect ratio) rather than pad with nothing
             factor = crop / min(h, w)
             x = resize(x, (max(crop, round(h * factor)), max(crop, round(w * factor))), interpolation="bicubic")
+        return x
+
+    def _crop_and_augment(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        crop = self.crop_size
         if self.mode == "none":
             h, w = x.shape[-2:]
             x = x[..., : max(4, h // 4 * 4), : max(4, w // 4 * 4)]

@@ -447,7 +447,7 @@ class Trainer:
         self.total_steps = target
         self._maybe_compile(target)  # from the whole run, so a resumed run decides as the original did
         callbacks = list(callbacks)
-        samples = self._preview_samples(a, b)
+        samples = self._preview_samples(a, b) if cfg.preview_every and self._dist.is_main else None
         started, started_step = time.perf_counter(), self.step
         pending: list[dict[str, Tensor]] = []
         path = Path(checkpoint_path or "checkpoint.safetensors")
@@ -467,7 +467,7 @@ class Trainer:
             if self.step // per_epoch > self.epoch:  # an epoch: max(len(A), len(B)) images, as the reference
                 self._emit(callbacks, TrainEvent("epoch", self.step, target, self.epoch, last, self.learning_rate()))
                 self.epoch = self.step // per_epoch
-            if cfg.preview_every and self.step % cfg.preview_every == 0:
+            if samples is not None and self.step % cfg.preview_every == 0:
                 self._emit(callbacks, TrainEvent("preview", self.step, target, self.epoch,
                                                  images=self.preview(*samples)))
             if checkpoint_every and self.step % checkpoint_every == 0 and self.step < target:
@@ -514,22 +514,10 @@ class Trainer:
 
     # ------------------------------------------------------------ previews
     def _preview_samples(self, a: DomainImages, b: DomainImages) -> tuple[Tensor, Tensor]:
-        """Fixed samples (the first image of each domain, centre crop) for previews."""
-        crop = self.config.crop_size
-
-        def centre(domain: DomainImages, scaling: ValueScaling) -> Tensor:
-            x = to_unit_tensor(domain.load(0), scaling, self.device)
-            h, w = x.shape[-2:]
-            if min(h, w) < crop:
-                from kornia.geometry.transform import resize
-
-                factor = crop / min(h, w)
-                x = resize(x, (max(crop, round(h * factor)), max(crop, round(w * factor))))
-                h, w = x.shape[-2:]
-            top, left = (h - crop) // 2, (w - crop) // 2
-            return x[..., top : top + crop, left : left + crop]
-
-        return centre(a, self.scaling["a"]), centre(b, self.scaling["b"])
+        """Fixed samples for previews: the first image of each domain, resized as in training, centre crop."""
+        pre = self.config.preprocessing
+        return (pre.centre(to_unit_tensor(a.load(0), self.scaling["a"], self.device)),
+                pre.centre(to_unit_tensor(b.load(0), self.scaling["b"], self.device)))
 
     @torch.no_grad()
     def preview(self, real_a: Tensor, real_b: Tensor) -> dict[str, np.ndarray]:
