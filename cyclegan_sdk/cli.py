@@ -8,6 +8,8 @@ Usage::
     cyclegan info MODEL [--json]
     cyclegan import-reference G_A.pth [G_B.pth] -o model.safetensors [--blocks N] [--ngf N]
                        [--domains A B] [--fp16]
+    cyclegan train DIR_A DIR_B -o model.safetensors [--steps N | --epochs N] ...
+    cyclegan export-onnx MODEL -o OUT.onnx [--direction a2b|b2a]
 
 Problems print one line, ``cyclegan: error: ...``, on stderr and exit with
 status 2; in a batch, a file that fails is reported and the others are still
@@ -118,7 +120,25 @@ def build_parser() -> argparse.ArgumentParser:
     imp.set_defaults(run=_import_reference)
 
     _add_train_parser(commands)
+
+    onx = commands.add_parser(
+        "export-onnx", help="write a generator as an ONNX file",
+        description="Write one generator of a model as ONNX: float32 NCHW in [-1, 1] in and out, dynamic batch, "
+        "height and width (multiples of 4 for ResNet generators). Needs: pip install 'cyclegan-sdk[onnx]'.",
+    )
+    onx.add_argument("model", metavar="MODEL", help="model file, model folder, or Hub repo id 'owner/name'")
+    onx.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    onx.add_argument("--direction", choices=("a2b", "b2a"), default="a2b", help="which generator (default a2b)")
+    onx.set_defaults(run=_export_onnx)
     return parser
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    translator = Translator.from_pretrained(args.model)
+    path = translator.export_onnx(args.output, args.direction)
+    a, b = translator.domains if args.direction == "a2b" else translator.domains[::-1]
+    print(f"wrote {path} ({_human_size(path.stat().st_size)}): {a} -> {b}, float32 NCHW in [-1, 1]")
+    return 0
 
 
 def _add_train_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

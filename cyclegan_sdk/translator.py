@@ -167,6 +167,23 @@ class Translator:
         (directory / "README.md").write_text("\n".join(card))
         return directory
 
+    def export_onnx(self, path: str | os.PathLike[str], direction: str = "a2b", opset: int = 18) -> Path:
+        """Write the ``direction`` generator as an ONNX file (see :mod:`cyclegan_sdk.onnx_export`).
+
+        The graph takes float32 ``(N, C, H, W)`` in [-1, 1], with dynamic batch,
+        height and width (multiples of the generator's stride), and returns the same.
+        """
+        from .onnx_export import export_generator
+
+        direction = self._check_direction(direction)
+        config = self.metadata.generator_config(direction)
+        src, dst = self.domains if direction == "a2b" else self.domains[::-1]
+        net = copy.deepcopy(self._generators[direction]).float().cpu()
+        meta = {"cyclegan.direction": direction, "cyclegan.source_domain": src, "cyclegan.target_domain": dst,
+                "cyclegan.model": self.metadata.to_json()}
+        return export_generator(net, path, input_nc=config.input_nc, size_multiple=config.size_multiple,
+                                metadata=meta, opset=opset)
+
     # -------------------------------------------------------------- properties
     @property
     def domains(self) -> tuple[str, str]:
