@@ -247,6 +247,7 @@ class Trainer:
         self._pool_gen = torch.Generator().manual_seed(_stream_seed(config.seed, 4, rank))
         self.pools = {"a": ImagePool(config.pool_size, self._pool_gen), "b": ImagePool(config.pool_size, self._pool_gen)}
         self._compiled: dict[str, Callable[..., Tensor]] = {}
+        self._compile_verified = False
         self.ema: dict[str, Any] = {}
         self._seconds = 0.0
         if config.input_nc is not None and config.output_nc is not None:
@@ -289,6 +290,7 @@ class Trainer:
         wanted = choice is True or (choice == "auto" and planned_steps >= 2000 and self.device.type in ("cpu", "cuda"))
         if wanted and not self._compiled:
             self._compiled = {n: torch.compile(m) for n, m in self.networks.items()}
+            self._compile_verified = False
 
     # ----------------------------------------------------------- one step
     def learning_rate(self, step: int | None = None) -> float:
@@ -386,6 +388,34 @@ class Trainer:
             "D_A": loss_d_a.detach(), "D_B": loss_d_b.detach(),
         }
 
+    def _first_compiled_step(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
+        """The first step with compiled networks; if compilation fails (no C++ compiler, an unsupported
+        backend), undo whatever the step changed and run it, and the rest, eagerly."""
+        saved = {
+            "nets": {n: copy.deepcopy(m.state_dict()) for n, m in self.networks.items()},
+            "opts": [copy.deepcopy(o.state_dict()) for o in (self.opt_g, self.opt_d)],
+            "pools": {k: list(p.images) for k, p in self.pools.items()},
+            "rng": (torch.get_rng_state(), self._pool_gen.get_state()), "step": self.step,
+        }
+        try:
+            losses = self._train_step(real_a, real_b)
+        except Exception as exc:  # noqa: BLE001 - any compiler failure means: train eagerly
+            warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}); "
+                          "training eagerly", stacklevel=3)
+            self._compiled = {}
+            for n, m in self.networks.items():
+                m.load_state_dict(saved["nets"][n])
+            for opt, state in zip((self.opt_g, self.opt_d), saved["opts"]):
+                opt.load_state_dict(state)
+            for k, pool in self.pools.items():
+                pool.images = saved["pools"][k]
+            torch.set_rng_state(saved["rng"][0])
+            self._pool_gen.set_state(saved["rng"][1])
+            self.step = saved["step"]
+            losses = self._train_step(real_a, real_b)
+        self._compile_verified = True
+        return losses
+
     # ---------------------------------------------------------------- fit
     def request_stop(self) -> None:
         """Ask :meth:`fit` to stop after the current step (callable from another thread or a signal handler)."""
@@ -454,7 +484,8 @@ class Trainer:
         last: dict[str, float] = {}
         while self.step < target and not self._dist.any(self._stop):  # all processes stop at the same step
             real_a, real_b = self._batch(a, b)
-            pending.append(self._train_step(real_a, real_b))
+            pending.append(self._first_compiled_step(real_a, real_b) if self._compiled and not self._compile_verified
+                           else self._train_step(real_a, real_b))
             if self.step % cfg.log_every == 0 or self.step == target or self._stop:
                 last = _mean_losses(pending)  # the only host sync: once per logging interval
                 pending = []

@@ -278,3 +278,21 @@ def test_two_processes_train_identical_weights_and_write_one_file(tmp_path, pair
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ck.safetensors", "m.safetensors"]
     summary = read_model(tmp_path / "out" / "m.safetensors")[1].training
     assert summary["processes"] == 2 and summary["steps"] == 4
+
+
+def test_failed_compilation_falls_back_to_identical_eager_training(pair, monkeypatch):
+    a, b = pair
+    eager = Trainer(**TINY, compile=False, seed=4)
+    eager.fit(a, b, steps=3)
+
+    def broken_compile(module, *args, **kwargs):
+        def run(*inputs):
+            raise RuntimeError("no C++ compiler found")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    fallback = Trainer(**TINY, compile=True, seed=4)
+    with pytest.warns(UserWarning, match="torch.compile failed .*no C\\+\\+ compiler found.*training eagerly"):
+        fallback.fit(a, b, steps=3)
+    w1, w2 = _weights(eager), _weights(fallback)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
