@@ -250,6 +250,8 @@ def _train(args: argparse.Namespace) -> int:
     bar = tqdm(total=None, unit="step", file=sys.stderr, disable=None if main_process else True, dynamic_ncols=True)
     if main_process:
         out.parent.mkdir(parents=True, exist_ok=True)
+        if args.resume and log_path.exists():
+            _truncate_log(log_path, trainer.step)
     log = open(log_path, "a") if main_process else None  # appends: a resumed run continues the log
 
     def on_event(event: TrainEvent) -> None:
@@ -443,6 +445,18 @@ def _import_reference(args: argparse.Namespace) -> int:
     for line in _describe(translator.metadata, translator.directions):
         print(line)
     return 0
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines after ``step``: a run resumed from an older checkpoint logs those steps again."""
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except json.JSONDecodeError:  # a line cut short by a kill
+            continue
+    path.write_text("".join(f"{line}\n" for line in kept))
 
 
 # ------------------------------------------------------------------- helpers

@@ -68,9 +68,14 @@ def test_ctrl_c_saves_a_checkpoint_and_a_model_then_resume_continues(tmp_path, f
     assert checkpoint.is_file() and out.is_file()
     stopped_at = read_metadata(out).training["steps"]
     assert stopped_at >= 2
+    # steps logged after the checkpoint (none here, or a few when the kill came late) are logged once only
+    with open(log, "a") as fh:
+        fh.write(json.dumps({"step": stopped_at + 1, "G": 0.0}) + "\n")
     assert main(["train", str(folders[0]), str(folders[1]), "-o", str(out), "--resume", str(checkpoint),
-                 "--steps", str(stopped_at + 4)]) == 0
+                 "--steps", str(stopped_at + 4), "--log-every", "2"]) == 0
     assert read_metadata(out).training["steps"] == stopped_at + 4
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == stopped_at + 4
 
 
 def test_bad_training_input_is_one_line(tmp_path, capsys, folders):
