@@ -264,15 +264,46 @@ class Translator:
             - Input: :math:`(H, W)`, :math:`(H, W, C)`, :math:`(N, H, W)` or :math:`(N, H, W, C)`
             - Output: the same, with :math:`C_{out}` channels
         """
-        direction = self._check_direction(direction)
         stack = as_stack(image, layout)
         n, height, width, channels = stack.shape
+        run = self._make_run(direction, height, width, channels, stack.layout.dtype, tile_size=tile_size,
+                             overlap=overlap, batch_size=batch_size, device=device, precision=precision,
+                             compile=compile, value_range=value_range)
+        out = np.empty((n, height, width, run.out_channels), stack.layout.dtype)
+        total = n * len(run.plan)
+        bar, report = _progress(progress, total)
+        try:
+            with torch.inference_mode():
+                if len(run.plan) == 1:
+                    run.whole(stack.data, out, report)
+                else:
+                    for k in range(n):
+                        run.tiled(stack.data[k], out[k], statistics_pixels, report)
+        finally:
+            if bar is not None:
+                bar.close()
+        if run.channels.alpha:
+            out[..., -1] = stack.data[..., -1]
+        return restore(out, stack.layout)
+
+    def translate_dask(self, array: Any, direction: str = "a2b", **options: Any) -> Any:
+        """Translate a dask array ``(H, W)`` or ``(H, W, C)`` lazily; see :func:`cyclegan_sdk.lazy.translate_dask`."""
+        from .lazy import translate_dask
+
+        return translate_dask(self, array, direction, **options)
+
+    def _make_run(self, direction: str, height: int, width: int, channels: int, image_dtype: np.dtype, *,
+                  tile_size: int | None, overlap: int | None, batch_size: int | None,
+                  device: str | torch.device | None, precision: str, compile: bool,
+                  value_range: tuple[float, float] | None) -> "_Run":
+        """Everything one translation needs: network, tile plan, channel and value conversions."""
+        direction = self._check_direction(direction)
         meta = self.metadata
         config = meta.generator_config(direction)
         src, dst = (meta.domain_a, meta.domain_b) if direction == "a2b" else (meta.domain_b, meta.domain_a)
         plan_c = plan_channels(channels, config.input_nc, f"the {src.name}→{dst.name} generator")
-        scale_in = Scaler(stack.layout.dtype, src.scaling, value_range)
-        scale_out = Scaler(stack.layout.dtype, dst.scaling, value_range)
+        scale_in = Scaler(image_dtype, src.scaling, value_range)
+        scale_out = Scaler(image_dtype, dst.scaling, value_range)
 
         dev = resolve_device(device) if device is not None else self.device
         dtype = resolve_precision(precision, dev)
@@ -301,25 +332,8 @@ class Translator:
         else:
             plan = plan_tiles(padded_h, padded_w, tile, ov, m)
 
-        out_channels = config.output_nc + (1 if plan_c.alpha else 0)
-        out = np.empty((n, height, width, out_channels), stack.layout.dtype)
-        run = _Run(net, forward, plan, plan_c, scale_in, scale_out, height, width, dev, dtype, batch,
-                   multiple=m, min_size=config.min_size)
-        total = n * len(plan)
-        bar, report = _progress(progress, total)
-        try:
-            with torch.inference_mode():
-                if len(plan) == 1:
-                    run.whole(stack.data, out, report)
-                else:
-                    for k in range(n):
-                        run.tiled(stack.data[k], out[k], statistics_pixels, report)
-        finally:
-            if bar is not None:
-                bar.close()
-        if plan_c.alpha:
-            out[..., -1] = stack.data[..., -1]
-        return restore(out, stack.layout)
+        return _Run(net, forward, plan, plan_c, scale_in, scale_out, height, width, dev, dtype, batch,
+                    multiple=m, min_size=config.min_size, out_channels=config.output_nc + (1 if plan_c.alpha else 0))
 
     # ---------------------------------------------------------------- runtime
     def _runtime_module(self, direction: str, device: torch.device, dtype: torch.dtype) -> nn.Module:
@@ -399,24 +413,45 @@ class _Run:
 
     def __init__(self, net: nn.Module, forward: Callable[[Tensor], Tensor], plan: TilePlan,
                  channels: ChannelPlan, scale_in: Scaler, scale_out: Scaler, height: int, width: int,
-                 device: torch.device, dtype: torch.dtype, batch: int, multiple: int, min_size: int) -> None:
+                 device: torch.device, dtype: torch.dtype, batch: int, multiple: int, min_size: int,
+                 out_channels: int) -> None:
         self.net, self.forward, self.plan, self.channels = net, forward, plan, channels
-        self.multiple, self.min_size = multiple, min_size
+        self.multiple, self.min_size, self.out_channels = multiple, min_size, out_channels
         self.scale_in, self.scale_out = scale_in, scale_out
         self.height, self.width = height, width
         self.device, self.dtype, self.batch = device, dtype, batch
 
     def read(self, image: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Region of the reflection-padded image as float32 ``(C_model, h, w)`` in [-1, 1]."""
+        return self.read_window(image[y0 : min(y1, self.height), x0 : min(x1, self.width)], y0, y1, x0, x1)
+
+    def read_window(self, block: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Like :meth:`read`, given only ``block``, the part of the image inside the region.
+
+        The padding beyond the image's bottom and right edges mirrors rows and
+        columns of the block itself, which is where the whole image's mirror
+        lies too (padding is less than a tile).
+        """
         color = self.channels.color
-        if y1 <= self.height and x1 <= self.width:
-            region = image[y0:y1, x0:x1, :color]
+        h, w = block.shape[:2]
+        if (y1 - y0, x1 - x0) == (h, w):
+            region = block[:, :, :color]
         else:
-            rows = reflect_index(np.arange(y0, y1), self.height)
-            cols = reflect_index(np.arange(x0, x1), self.width)
-            region = image[rows[:, None], cols[None, :], :color]
-        x = self.channels.to_model(self.scale_in.to_unit(region))
+            rows = reflect_index(np.arange(y1 - y0), h)
+            cols = reflect_index(np.arange(x1 - x0), w)
+            region = block[rows[:, None], cols[None, :], :color]
+        x = self.channels.to_model(self.scale_in.to_unit(np.asarray(region)))
         return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+    def statistics_tiles(self, statistics_pixels: int) -> tuple[TilePlan, list[tuple[int, int]]]:
+        """The tiles that fix the instance-norm statistics: all of them if they fit, else a spread sample."""
+        plan = self.plan
+        th, tw = plan.tile_shape
+        if len(plan) * th * tw <= statistics_pixels:
+            return plan, [(i, j) for i in range(plan.grid[0]) for j in range(plan.grid[1])]
+        side = max(self.min_size, min(th, STATISTICS_TILE) // self.multiple * self.multiple)
+        stats_plan = plan_tiles(plan.height, plan.width, side, side // 4, self.multiple)
+        return stats_plan, spread_sample(stats_plan.grid, max(1, statistics_pixels // (side * side)))
 
     def valid(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """1 on real pixels, 0 on reflection padding; shape ``(h, w)``."""
@@ -459,15 +494,8 @@ class _Run:
         tiles fixes the statistics first, and then every tile is translated.
         """
         plan = self.plan
-        th, tw = plan.tile_shape
         done: dict[tuple[int, int], np.ndarray] = {}
-        if len(plan) * th * tw <= statistics_pixels:
-            stats_plan, sample = plan, [(i, j) for i in range(plan.grid[0]) for j in range(plan.grid[1])]
-        else:
-            m = self.multiple
-            side = max(self.min_size, min(th, STATISTICS_TILE) // m * m)
-            stats_plan = plan_tiles(plan.height, plan.width, side, side // 4, m)
-            sample = spread_sample(stats_plan.grid, max(1, statistics_pixels // (side * side)))
+        stats_plan, sample = self.statistics_tiles(statistics_pixels)
         xs = [self.read(image, *stats_plan.box(i, j)) for i, j in sample]
         weights = np.stack([stats_plan.window(i, j) * self.valid(*stats_plan.box(i, j)) for i, j in sample])
         with pooled_statistics(self.net, torch.from_numpy(weights[:, None])):
