@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["networks", "tiling", "translator", "samples", "losses"]
+MODULES = ["networks", "tiling", "translator", "samples", "losses", "lazy"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,0 +1,202 @@
+"""Lazy translation of dask arrays: whole-slide images that never have to fit in memory.
+
+The result is a dask array whose values equal :meth:`Translator.translate` on
+the same image (up to float summation order, at most one unit of an integer
+dtype): the same tile plan, blend windows and instance-norm statistics. The
+statistics are fixed first, eagerly, from the same tiles in-memory
+translation uses (all tiles when they fit ``statistics_pixels``, else a spread
+sample), reading only those tiles. Then every tile is one task that depends on
+one shared copy of the network with those statistics frozen, so a
+``dask.distributed`` cluster receives the model once, not per chunk, and each
+output region sums the (at most four) weighted tiles covering it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .images import ChannelPlan, Scaler
+from .tiling import TilePlan, instance_norms, pooled_statistics
+
+if TYPE_CHECKING:
+    from .translator import Translator
+
+__all__ = ["translate_dask"]
+
+
+def translate_dask(
+    translator: "Translator",
+    array: Any,
+    direction: str = "a2b",
+    *,
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    precision: str = "auto",
+    device: str | torch.device | None = None,
+    value_range: tuple[float, float] | None = None,
+    statistics_pixels: int | None = None,
+) -> Any:
+    """Translate a dask array ``(H, W)`` or ``(H, W, C)`` into a lazy dask array of the same shape and dtype.
+
+    Args:
+        translator: the model.
+        array: a dask array (or anything ``dask.array.asarray`` takes: zarr, numpy, memory maps).
+        direction, tile_size, overlap, precision, device, value_range, statistics_pixels:
+            as for :meth:`Translator.translate`.
+
+    Returns:
+        A dask array, chunked like the input in height and width.
+
+    Example:
+        >>> import dask.array as da
+        >>> from cyclegan_sdk import GeneratorConfig, Translator
+        >>> t = Translator.random(GeneratorConfig(ngf=4, n_blocks=1))
+        >>> lazy = t.translate_dask(da.zeros((300, 200, 3), dtype="uint8", chunks=100), precision="fp32")
+        >>> lazy.shape, lazy.dtype.name
+        ((300, 200, 3), 'uint8')
+    """
+    import dask
+    import dask.array as da
+
+    from .translator import STATISTICS_PIXELS
+
+    arr = da.asarray(array)
+    squeeze = arr.ndim == 2
+    if squeeze:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] > 4:
+        raise ValueError(f"translate_dask takes (H, W) or (H, W, C) with C <= 4, got shape {array.shape}")
+    height, width, channels = arr.shape
+    if height == 0 or width == 0:
+        raise ValueError(f"image is empty: shape {array.shape}")
+    dtype = np.dtype(arr.dtype)
+    if dtype.kind not in "uif":
+        raise ValueError(f"unsupported image dtype {dtype}: use uint8, uint16, integer or float")
+    run = translator._make_run(direction, height, width, channels, dtype, tile_size=tile_size, overlap=overlap,
+                               batch_size=1, device=device, precision=precision, compile=False,
+                               value_range=value_range)
+    plan = run.plan
+    budget = STATISTICS_PIXELS if statistics_pixels is None else statistics_pixels
+    net = _frozen_network(run, arr, budget) if len(plan) > 1 else _per_image_network(run)
+    job = _TileJob(run.channels, run.scale_in, height, width, run.dtype, str(run.device))
+    shared = dask.delayed(net, pure=True, traverse=False)  # one key: shipped to each worker once
+
+    tiles = {}
+    for i in range(plan.grid[0]):
+        for j in range(plan.grid[1]):
+            y0, y1, x0, x1 = plan.box(i, j)
+            block = arr[y0 : min(y1, height), x0 : min(x1, width)]
+            tiles[i, j] = dask.delayed(job)(shared, block, (y0, y1, x0, x1), plan.window(i, j))
+    out_c = run.out_channels - (1 if run.channels.alpha else 0)
+    rows = []
+    for i, (r0, r1) in enumerate(_regions(plan.rows.starts, plan.height, height)):
+        row = []
+        for j, (c0, c1) in enumerate(_regions(plan.cols.starts, plan.width, width)):
+            parts = [(tiles[a, b], plan.box(a, b)) for a in range(plan.grid[0]) for b in range(plan.grid[1])
+                     if plan.box(a, b)[0] < r1 and plan.box(a, b)[1] > r0
+                     and plan.box(a, b)[2] < c1 and plan.box(a, b)[3] > c0]
+            region = dask.delayed(_blend_region)([p for p, _ in parts], [b for _, b in parts], (r0, r1, c0, c1),
+                                                 run.scale_out)
+            row.append(da.from_delayed(region, (r1 - r0, c1 - c0, out_c), dtype=dtype))
+        rows.append(da.concatenate(row, axis=1))
+    out = da.concatenate(rows, axis=0)
+    if run.channels.alpha:
+        out = da.concatenate([out, arr[..., -1:].rechunk(out.chunks[:2] + ((1,),))], axis=-1)
+    out = out.rechunk(arr.chunks[:2] + (out.shape[-1],))
+    return out[..., 0] if squeeze and out.shape[-1] == 1 else out
+
+
+def _regions(starts: tuple[int, ...], padded: int, real: int) -> list[tuple[int, int]]:
+    """Output regions along an axis: from each tile start to the next (within the real image)."""
+    bounds = [*starts[1:], padded]
+    out = []
+    for s, e in zip((0, *starts[1:]), bounds):
+        s, e = min(s, real), min(e, real)
+        if e > s:
+            out.append((s, e))
+    return out
+
+
+def _frozen_network(run: Any, arr: Any, budget: int) -> nn.Module:
+    """A CPU copy of the network whose instance norms hold the whole image's statistics."""
+    import dask
+
+    stats_plan, sample = run.statistics_tiles(budget)
+    boxes = [stats_plan.box(i, j) for i, j in sample]
+    blocks = dask.compute(*[arr[y0 : min(y1, run.height), x0 : min(x1, run.width)] for y0, y1, x0, x1 in boxes])
+    xs = [run.read_window(np.asarray(b), *box) for b, box in zip(blocks, boxes)]
+    weights = np.stack([stats_plan.window(i, j) * run.valid(*box) for (i, j), box in zip(sample, boxes)])
+    net = copy.deepcopy(run.net)
+    with torch.inference_mode():
+        with pooled_statistics(net, torch.from_numpy(weights[:, None])):
+            net(torch.from_numpy(np.stack(xs)).to(run.device, run.dtype))
+            stats = [(n.stats[0].clone(), n.stats[1].clone()) for n in instance_norms(net)]
+    for norm, (mean, var) in zip(instance_norms(net), stats):
+        norm.freeze(mean, var)
+    return net
+
+
+def _per_image_network(run: Any) -> nn.Module:
+    """A single tile covers the image: per-image statistics, except over the padding."""
+    return _MaskedWhole(copy.deepcopy(run.net), run.height, run.width)
+
+
+class _MaskedWhole(nn.Module):
+    """The network on one padded image, its statistics excluding the padding (as ``translate`` does)."""
+
+    def __init__(self, net: nn.Module, height: int, width: int) -> None:
+        super().__init__()
+        self.net, self.height, self.width = net, height, width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if (h, w) == (self.height, self.width):
+            return self.net(x)
+        weight = torch.zeros(1, 1, h, w)
+        weight[..., : self.height, : self.width] = 1
+        with pooled_statistics(self.net, weight, per_sample=True):
+            return self.net(x)
+
+
+@dataclass
+class _TileJob:
+    """Translate one tile: small and picklable, the network comes as an argument."""
+
+    channels: ChannelPlan
+    scale_in: Scaler
+    height: int
+    width: int
+    dtype: torch.dtype
+    device: str
+
+    def __call__(self, net: nn.Module, block: np.ndarray, box: tuple[int, int, int, int],
+                 window: np.ndarray) -> np.ndarray:
+        from .translator import _Run
+
+        reader = _Run.__new__(_Run)
+        reader.channels, reader.scale_in, reader.height, reader.width = self.channels, self.scale_in, self.height, self.width
+        x = torch.from_numpy(reader.read_window(np.asarray(block), *box))[None].to(self.device, self.dtype)
+        with torch.inference_mode():
+            y = net(x)[0].float().cpu().numpy()
+        return y.transpose(1, 2, 0) * window[:, :, None]
+
+
+def _blend_region(parts: list[np.ndarray], boxes: list[tuple[int, int, int, int]], region: tuple[int, int, int, int],
+                  scale_out: Scaler) -> np.ndarray:
+    r0, r1, c0, c1 = region
+    acc = None
+    for part, (y0, y1, x0, x1) in zip(parts, boxes):
+        ys, ye = max(r0, y0), min(r1, y1)
+        xs, xe = max(c0, x0), min(c1, x1)
+        piece = part[ys - y0 : ye - y0, xs - x0 : xe - x0]
+        if acc is None:
+            acc = np.zeros((r1 - r0, c1 - c0, part.shape[-1]), np.float32)
+        acc[ys - r0 : ye - r0, xs - c0 : xe - c0] += piece
+    assert acc is not None
+    return scale_out.from_unit(acc)
