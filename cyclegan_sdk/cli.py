@@ -284,6 +284,7 @@ def _train(args: argparse.Namespace) -> int:
         if log is not None:
             log.close()
     if not main_process:
+        trainer._dist.finish()
         return 0
     trainer.export(out)  # the model first: it is what the user came for
     if interrupted or args.checkpoint_every:
@@ -292,6 +293,7 @@ def _train(args: argparse.Namespace) -> int:
     if trainer.history:
         loss_plot(trainer.history, plot_path)
     print(f"wrote {out} after {trainer.step} steps; losses in {log_path}, plot {plot_path}", file=sys.stderr)
+    trainer._dist.finish()
     return 130 if interrupted else 0
 
 

@@ -18,6 +18,7 @@ image pools and counters, in one safetensors file written atomically.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import dataclasses
 import json
@@ -780,10 +781,23 @@ class _Distributed:
             self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
             self.world = self.accelerator.num_processes
             self.rank = self.accelerator.process_index
+            # A process that exits with its process group alive can abort in the group's threads.
+            atexit.register(self._shut_down)
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def finish(self) -> None:
+        """Wait for every process (the first one writes files last), then leave the process group."""
+        if self.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            self._shut_down()
+
+    @staticmethod
+    def _shut_down() -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
     def any(self, flag: bool) -> bool:
         """True on every process if ``flag`` is true on any (so all stop at the same step)."""
