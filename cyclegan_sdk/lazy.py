@@ -84,7 +84,7 @@ def translate_dask(
     plan = run.plan
     budget = STATISTICS_PIXELS if statistics_pixels is None else statistics_pixels
     net = _frozen_network(run, arr, budget) if len(plan) > 1 else _per_image_network(run)
-    job = _TileJob(run.channels, run.scale_in, height, width, run.dtype, str(run.device))
+    job = _TileJob(run.channels, run.scale_in, run.dtype, str(run.device))
     shared = dask.delayed(net, pure=True, traverse=False)  # one key: shipped to each worker once
 
     tiles = {}
@@ -170,18 +170,16 @@ class _TileJob:
 
     channels: ChannelPlan
     scale_in: Scaler
-    height: int
-    width: int
     dtype: torch.dtype
     device: str
 
     def __call__(self, net: nn.Module, block: np.ndarray, box: tuple[int, int, int, int],
                  window: np.ndarray) -> np.ndarray:
-        from .translator import _Run
+        from .translator import read_window
 
-        reader = _Run.__new__(_Run)
-        reader.channels, reader.scale_in, reader.height, reader.width = self.channels, self.scale_in, self.height, self.width
-        x = torch.from_numpy(reader.read_window(np.asarray(block), *box))[None].to(self.device, self.dtype)
+        y0, y1, x0, x1 = box
+        tile = read_window(np.asarray(block), (y1 - y0, x1 - x0), self.channels, self.scale_in)
+        x = torch.from_numpy(tile)[None].to(self.device, self.dtype)
         with torch.inference_mode():
             y = net(x)[0].float().cpu().numpy()
         return y.transpose(1, 2, 0) * window[:, :, None]

@@ -432,16 +432,7 @@ class _Run:
         columns of the block itself, which is where the whole image's mirror
         lies too (padding is less than a tile).
         """
-        color = self.channels.color
-        h, w = block.shape[:2]
-        if (y1 - y0, x1 - x0) == (h, w):
-            region = block[:, :, :color]
-        else:
-            rows = reflect_index(np.arange(y1 - y0), h)
-            cols = reflect_index(np.arange(x1 - x0), w)
-            region = block[rows[:, None], cols[None, :], :color]
-        x = self.channels.to_model(self.scale_in.to_unit(np.asarray(region)))
-        return np.ascontiguousarray(x.transpose(2, 0, 1))
+        return read_window(block, (y1 - y0, x1 - x0), self.channels, self.scale_in)
 
     def statistics_tiles(self, statistics_pixels: int) -> tuple[TilePlan, list[tuple[int, int]]]:
         """The tiles that fix the instance-norm statistics: all of them if they fit, else a spread sample."""
@@ -548,6 +539,23 @@ class _Run:
             return
         block = rows[:n, : self.width]
         out[y : y + n, :, : block.shape[-1]] = self.scale_out.from_unit(block)
+
+
+def read_window(block: np.ndarray, size: tuple[int, int], channels: ChannelPlan, scale_in: Scaler) -> np.ndarray:
+    """A tile of ``size`` from ``block`` (the part of it inside the image), as float32 ``(C_model, h, w)`` in [-1, 1].
+
+    Rows and columns beyond the block mirror those of the block (padding at the
+    image's bottom and right edges, always less than a tile).
+    """
+    h, w = block.shape[:2]
+    if size == (h, w):
+        region = block[:, :, : channels.color]
+    else:
+        rows = reflect_index(np.arange(size[0]), h)
+        cols = reflect_index(np.arange(size[1]), w)
+        region = block[rows[:, None], cols[None, :], : channels.color]
+    x = channels.to_model(scale_in.to_unit(np.asarray(region)))
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
 def resolve_model_path(
