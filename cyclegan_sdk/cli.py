@@ -28,15 +28,13 @@ import torch
 
 from . import __version__
 from .files import IMAGE_SUFFIXES, ImageFileError, find_images, read_image, write_image
-from .modelfile import ModelMetadata, read_metadata
+from .modelfile import ModelMetadata, describe_model_file
 from .precision import PRECISIONS, resolve_device, resolve_precision
 from .translator import Translator, resolve_model_path
 
 __all__ = ["build_parser", "main"]
 
 PROG = "cyclegan"
-_TENSOR_PREFIX = {"G_AB.": "a2b", "G_BA.": "b2a"}
-_DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -370,11 +368,10 @@ def _plan_outputs(
 # ---------------------------------------------------------------------- info
 def _info(args: argparse.Namespace) -> int:
     path = resolve_model_path(args.model)
-    meta = read_metadata(path)
+    meta, directions, dtypes = describe_model_file(path)
     if args.json:
         print(json.dumps(json.loads(meta.to_json()), indent=2))
         return 0
-    directions, dtypes = _stored_tensors(path)
     print(f"model:       {path}")
     print(f"file:        {_human_size(path.stat().st_size)}, {' + '.join(dtypes)} weights, "
           f"format version {meta.format_version}")
@@ -412,19 +409,6 @@ def _describe(meta: ModelMetadata, directions: Sequence[str]) -> list[str]:
         config.pop(unused, None)
     lines.append(f"generator:   {kind}, {_pairs(config)}")
     return lines
-
-
-def _stored_tensors(path: Path) -> tuple[list[str], list[str]]:
-    """The directions a model file holds and its storage dtypes, read from the header only."""
-    from safetensors import safe_open
-
-    directions, dtypes = set(), set()
-    with safe_open(str(path), framework="pt") as fh:
-        for name in fh.keys():
-            directions.update(d for prefix, d in _TENSOR_PREFIX.items() if name.startswith(prefix))
-            dtype = fh.get_slice(name).get_dtype()
-            dtypes.add(_DTYPE_NAMES.get(dtype, dtype))
-    return [d for d in ("a2b", "b2a") if d in directions], sorted(dtypes)
 
 
 # ---------------------------------------------------------- import-reference

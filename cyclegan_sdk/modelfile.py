@@ -50,6 +50,7 @@ __all__ = [
     "describe_mismatch",
     "expected_shapes",
     "read_metadata",
+    "describe_model_file",
     "read_model",
     "write_model",
 ]
@@ -294,6 +295,17 @@ def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
     """Read and validate only the metadata of a model file (no tensors loaded)."""
     header, _ = _read_header(Path(path))
     return _metadata_from_header(header, str(path))
+
+
+def describe_model_file(path: str | os.PathLike[str]) -> tuple[ModelMetadata, list[str], list[str]]:
+    """Metadata, stored directions and storage dtypes of a model file, from its header alone."""
+    header, _ = _read_header(Path(path))
+    metadata = _metadata_from_header(header, str(path))
+    names = [k for k in header if k != "__metadata__"]
+    directions = [d for d, prefix in _PREFIX.items() if any(n.startswith(prefix) for n in names)]
+    dtypes = sorted({str(_STORED_DTYPES.get(header[n].get("dtype"), header[n].get("dtype"))).removeprefix("torch.")
+                     for n in names})
+    return metadata, directions, dtypes
 
 
 def _metadata_from_header(header: dict[str, Any], where: str) -> ModelMetadata:
