@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .images import ChannelPlan, Scaler
-from .tiling import TilePlan, instance_norms, pooled_statistics
+from .tiling import instance_norms, pooled_statistics
 
 if TYPE_CHECKING:
     from .translator import Translator
@@ -94,13 +94,16 @@ def translate_dask(
             block = arr[y0 : min(y1, height), x0 : min(x1, width)]
             tiles[i, j] = dask.delayed(job)(shared, block, (y0, y1, x0, x1), plan.window(i, j))
     out_c = run.out_channels - (1 if run.channels.alpha else 0)
+    row_regions = _regions(plan.rows.starts, plan.height, height)
+    col_regions = _regions(plan.cols.starts, plan.width, width)
+    # Which tiles cover each region, worked out per axis: tiles and regions are grids.
+    row_tiles = _covering(plan.rows.starts, plan.rows.size, row_regions)
+    col_tiles = _covering(plan.cols.starts, plan.cols.size, col_regions)
     rows = []
-    for i, (r0, r1) in enumerate(_regions(plan.rows.starts, plan.height, height)):
+    for (r0, r1), tile_rows in zip(row_regions, row_tiles):
         row = []
-        for j, (c0, c1) in enumerate(_regions(plan.cols.starts, plan.width, width)):
-            parts = [(tiles[a, b], plan.box(a, b)) for a in range(plan.grid[0]) for b in range(plan.grid[1])
-                     if plan.box(a, b)[0] < r1 and plan.box(a, b)[1] > r0
-                     and plan.box(a, b)[2] < c1 and plan.box(a, b)[3] > c0]
+        for (c0, c1), tile_cols in zip(col_regions, col_tiles):
+            parts = [(tiles[a, b], plan.box(a, b)) for a in tile_rows for b in tile_cols]
             region = dask.delayed(_blend_region)([p for p, _ in parts], [b for _, b in parts], (r0, r1, c0, c1),
                                                  run.scale_out)
             row.append(da.from_delayed(region, (r1 - r0, c1 - c0, out_c), dtype=dtype))
@@ -123,19 +126,23 @@ def _regions(starts: tuple[int, ...], padded: int, real: int) -> list[tuple[int,
     return out
 
 
+def _covering(starts: tuple[int, ...], size: int, regions: list[tuple[int, int]]) -> list[list[int]]:
+    """For each region of an axis, the tiles (of ``size`` from ``starts``) that overlap it."""
+    return [[k for k, s in enumerate(starts) if s < r1 and s + size > r0] for r0, r1 in regions]
+
+
 def _frozen_network(run: Any, arr: Any, budget: int) -> nn.Module:
     """A CPU copy of the network whose instance norms hold the whole image's statistics."""
     import dask
 
     stats_plan, sample = run.statistics_tiles(budget)
-    boxes = [stats_plan.box(i, j) for i, j in sample]
-    blocks = dask.compute(*[arr[y0 : min(y1, run.height), x0 : min(x1, run.width)] for y0, y1, x0, x1 in boxes])
-    xs = [run.read_window(np.asarray(b), *box) for b, box in zip(blocks, boxes)]
-    weights = np.stack([stats_plan.window(i, j) * run.valid(*box) for (i, j), box in zip(sample, boxes)])
+    boxes = [run.inside(stats_plan.box(i, j)) for i, j in sample]
+    blocks = dask.compute(*[arr[y0:y1, x0:x1] for y0, y1, x0, x1 in boxes])  # only these tiles are read
+    x, weights = run.statistics_batch([np.asarray(b) for b in blocks], stats_plan, sample)
     net = copy.deepcopy(run.net)
     with torch.inference_mode():
-        with pooled_statistics(net, torch.from_numpy(weights[:, None])):
-            net(torch.from_numpy(np.stack(xs)).to(run.device, run.dtype))
+        with pooled_statistics(net, weights):
+            net(x)
             stats = [(n.stats[0].clone(), n.stats[1].clone()) for n in instance_norms(net)]
     for norm, (mean, var) in zip(instance_norms(net), stats):
         norm.freeze(mean, var)
@@ -144,23 +151,22 @@ def _frozen_network(run: Any, arr: Any, budget: int) -> nn.Module:
 
 def _per_image_network(run: Any) -> nn.Module:
     """A single tile covers the image: per-image statistics, except over the padding."""
-    return _MaskedWhole(copy.deepcopy(run.net), run.height, run.width)
+    h, w = run.plan.tile_shape
+    padded = (h, w) != (run.height, run.width)
+    return _MaskedWhole(copy.deepcopy(run.net), torch.from_numpy(run.valid(0, h, 0, w))[None, None] if padded else None)
 
 
 class _MaskedWhole(nn.Module):
     """The network on one padded image, its statistics excluding the padding (as ``translate`` does)."""
 
-    def __init__(self, net: nn.Module, height: int, width: int) -> None:
+    def __init__(self, net: nn.Module, weight: torch.Tensor | None) -> None:
         super().__init__()
-        self.net, self.height, self.width = net, height, width
+        self.net, self.weight = net, weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        if (h, w) == (self.height, self.width):
+        if self.weight is None:
             return self.net(x)
-        weight = torch.zeros(1, 1, h, w)
-        weight[..., : self.height, : self.width] = 1
-        with pooled_statistics(self.net, weight, per_sample=True):
+        with pooled_statistics(self.net, self.weight, per_sample=True):
             return self.net(x)
 
 

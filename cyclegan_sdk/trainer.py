@@ -22,7 +22,6 @@ import atexit
 import copy
 import dataclasses
 import json
-import math
 import os
 import time
 import warnings

@@ -423,7 +423,22 @@ class _Run:
 
     def read(self, image: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Region of the reflection-padded image as float32 ``(C_model, h, w)`` in [-1, 1]."""
-        return self.read_window(image[y0 : min(y1, self.height), x0 : min(x1, self.width)], y0, y1, x0, x1)
+        r0, r1, c0, c1 = self.inside((y0, y1, x0, x1))
+        return self.read_window(image[r0:r1, c0:c1], y0, y1, x0, x1)
+
+    def inside(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """The part of a padded-image box that lies in the real image."""
+        y0, y1, x0, x1 = box
+        return y0, min(y1, self.height), x0, min(x1, self.width)
+
+    def statistics_batch(self, blocks: list[np.ndarray], stats_plan: TilePlan,
+                         sample: list[tuple[int, int]]) -> tuple[Tensor, Tensor]:
+        """The statistics tiles (``blocks``: their parts inside the image) as one input batch, and their
+        pooling weights: blend window times real pixels, so each pixel counts once and padding not at all."""
+        boxes = [stats_plan.box(i, j) for i, j in sample]
+        x = self._to_device([self.read_window(block, *box) for block, box in zip(blocks, boxes)])
+        weights = np.stack([stats_plan.window(i, j) * self.valid(*box) for (i, j), box in zip(sample, boxes)])
+        return x, torch.from_numpy(weights[:, None])
 
     def read_window(self, block: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Like :meth:`read`, given only ``block``, the part of the image inside the region.
@@ -487,13 +502,13 @@ class _Run:
         plan = self.plan
         done: dict[tuple[int, int], np.ndarray] = {}
         stats_plan, sample = self.statistics_tiles(statistics_pixels)
-        xs = [self.read(image, *stats_plan.box(i, j)) for i, j in sample]
-        weights = np.stack([stats_plan.window(i, j) * self.valid(*stats_plan.box(i, j)) for i, j in sample])
-        with pooled_statistics(self.net, torch.from_numpy(weights[:, None])):
+        blocks = [image[y0:y1, x0:x1] for y0, y1, x0, x1 in (self.inside(stats_plan.box(i, j)) for i, j in sample)]
+        x, weights = self.statistics_batch(blocks, stats_plan, sample)
+        with pooled_statistics(self.net, weights):
             # One batch through the network: each norm layer pools over all these
             # tiles, applies the result, and keeps it for every later tile.
-            ys = self._to_host(self.net(self._to_device(xs)))
-            del xs
+            ys = self._to_host(self.net(x))
+            del x
             if stats_plan is plan:
                 done = dict(zip(sample, ys))
                 report(len(sample))
