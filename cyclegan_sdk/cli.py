@@ -222,7 +222,7 @@ def _train(args: argparse.Namespace) -> int:
         steps = args.steps
         if steps is None and args.epochs is None:
             raise ValueError("give --steps N or --epochs N")
-    main_process = trainer._dist.is_main
+    main_process = trainer.is_main_process
     names = trainer.config.domain_names
     domain_a = DomainImages.from_folder(args.dir_a, names[0])
     domain_b = DomainImages.from_folder(args.dir_b, names[1])
@@ -282,7 +282,7 @@ def _train(args: argparse.Namespace) -> int:
         if log is not None:
             log.close()
     if not main_process:
-        trainer._dist.finish()
+        trainer.finish()
         return 0
     trainer.export(out)  # the model first: it is what the user came for
     if interrupted or args.checkpoint_every:
@@ -291,7 +291,7 @@ def _train(args: argparse.Namespace) -> int:
     if trainer.history:
         loss_plot(trainer.history, plot_path)
     print(f"wrote {out} after {trainer.step} steps; losses in {log_path}, plot {plot_path}", file=sys.stderr)
-    trainer._dist.finish()
+    trainer.finish()
     return 130 if interrupted else 0
 
 

@@ -27,7 +27,7 @@ from kornia.geometry.transform import resize
 from torch import Tensor
 
 from .files import IMAGE_SUFFIXES, ImageFileError, find_images, read_image
-from .images import as_stack
+from .images import Scaler, as_stack
 from .modelfile import ValueScaling
 
 __all__ = ["DomainImages", "Preprocess", "as_domain", "scaling_for", "to_unit_tensor"]
@@ -70,12 +70,15 @@ class DomainImages:
         if not files:
             raise ValueError(f"domain {name}: no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
         items, shapes, labels, bad, dtypes = [], [], [], [], set()
+        decoded: dict[int, np.ndarray] = {}
         for path in files:
             try:
-                shape, dtype = _probe(path)
+                shape, dtype, arr = _probe(path)
             except (ImageFileError, OSError, ValueError) as exc:
                 bad.append(f"{path.name} ({str(exc).splitlines()[0].split(': ', 1)[-1]})")
                 continue
+            if arr is not None:  # already decoded to find its shape: keep it rather than read it again
+                decoded[len(items)] = arr
             items.append(path)
             shapes.append(shape)
             labels.append(str(path.relative_to(folder)))
@@ -86,7 +89,10 @@ class DomainImages:
                 raise ValueError(f"domain {name}: none of the {len(bad)} images in {folder} can be read: {shown}")
             warnings.warn(f"domain {name}: skipping {len(bad)} unreadable of {len(files)} images in {folder}: {shown}",
                           stacklevel=2)
-        return cls._checked(name, items, shapes, dtypes, labels)
+        domain = cls._checked(name, items, shapes, dtypes, labels)
+        for index, arr in decoded.items():
+            domain._remember(index, arr)
+        return domain
 
     @classmethod
     def from_arrays(cls, arrays: Sequence[Any], name: str = "A", layout: str | None = None) -> "DomainImages":
@@ -154,9 +160,11 @@ class DomainImages:
             return _as_channels(item, self.channels)
         if index in self._cache:
             return self._cache[index]
-        arr = read_image(item)
-        arr = arr[..., None] if arr.ndim == 2 else arr
-        arr = _as_channels(arr, self.channels)
+        return self._remember(index, read_image(item))
+
+    def _remember(self, index: int, arr: np.ndarray) -> np.ndarray:
+        """A decoded file in the domain's channel layout, kept while the cache has room."""
+        arr = _as_channels(arr[..., None] if arr.ndim == 2 else arr, self.channels)
         if self._cached_bytes + arr.nbytes <= CACHE_BYTES:
             self._cache[index] = arr
             self._cached_bytes += arr.nbytes
@@ -175,8 +183,12 @@ def _as_channels(arr: np.ndarray, channels: int) -> np.ndarray:
     return arr
 
 
-def _probe(path: Path) -> tuple[tuple[int, int, int], np.dtype]:
-    """Shape ``(H, W, C)`` and dtype of an image file, reading as little as the format allows."""
+def _probe(path: Path) -> tuple[tuple[int, int, int], np.dtype, np.ndarray | None]:
+    """Shape ``(H, W, C)`` and dtype of an image file, and the pixels if they had to be decoded for that.
+
+    TIFF headers tell the shape; other formats are decoded (orientation and
+    palettes change what Pillow's header says).
+    """
     if path.suffix.lower() in (".tif", ".tiff"):
         import tifffile
 
@@ -184,15 +196,15 @@ def _probe(path: Path) -> tuple[tuple[int, int, int], np.dtype]:
             series = tif.series[0]
             shape, dtype = series.shape, series.dtype
         if len(shape) == 2:
-            return (shape[0], shape[1], 1), np.dtype(dtype)
+            return (shape[0], shape[1], 1), np.dtype(dtype), None
         if len(shape) == 3 and shape[-1] <= 4:
-            return (shape[0], shape[1], shape[2]), np.dtype(dtype)
+            return (shape[0], shape[1], shape[2]), np.dtype(dtype), None
     arr = read_image(path)  # Pillow formats, and TIFFs the layout rules of read_image must decide
     if arr.ndim == 2:
-        return (*arr.shape, 1), arr.dtype
+        return (*arr.shape, 1), arr.dtype, arr
     if arr.ndim != 3:
         raise ValueError(f"{path}: a stack of images (shape {arr.shape}); give single images in a folder")
-    return tuple(arr.shape), arr.dtype  # type: ignore[return-value]
+    return tuple(arr.shape), arr.dtype, arr  # type: ignore[return-value]
 
 
 def as_domain(source: Any, name: str = "A") -> DomainImages:
@@ -227,11 +239,9 @@ def scaling_for(domain: DomainImages, mode: Literal["dtype", "percentile"] = "dt
     return ValueScaling("range", float(low), float(high))
 
 
-def to_unit_tensor(image: np.ndarray, scaling: ValueScaling, device: torch.device) -> Tensor:
-    """``(H, W, C)`` image -> float32 ``(1, C, H, W)`` in [-1, 1] on ``device``."""
-    from .images import Scaler
-
-    x = Scaler(image.dtype, scaling).to_unit(image)
+def to_unit_tensor(image: np.ndarray, scaler: Scaler, device: torch.device) -> Tensor:
+    """``(H, W, C)`` image -> float32 ``(1, C, H, W)`` in [-1, 1] on ``device``, values mapped by ``scaler``."""
+    x = scaler.to_unit(image)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(device)
 
 

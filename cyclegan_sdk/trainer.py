@@ -36,6 +36,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from .data import DomainImages, Preprocess, as_domain, scaling_for, to_unit_tensor
+from .images import Scaler
 from .losses import GAN_MODES, cycle_loss, gan_loss, gradient_penalty, identity_loss
 from .modelfile import Domain, ModelFileError, ModelMetadata, ValueScaling, atomic_write, write_model
 from .networks import (
@@ -258,6 +259,15 @@ class Trainer:
     def built(self) -> bool:
         return bool(self.networks)
 
+    @property
+    def is_main_process(self) -> bool:
+        """Whether this process writes files (the first of a multi-process run, or the only one)."""
+        return self._dist.is_main
+
+    def finish(self) -> None:
+        """End a multi-process run: wait for every process, then leave the process group (no-op otherwise)."""
+        self._dist.finish()
+
     def _build(self, input_nc: int, output_nc: int) -> None:
         cfg = self.config
         torch.manual_seed(cfg.seed)  # the same initial weights on every process
@@ -477,13 +487,16 @@ class Trainer:
         self.total_steps = target
         self._maybe_compile(target)  # from the whole run, so a resumed run decides as the original did
         callbacks = list(callbacks)
-        samples = self._preview_samples(a, b) if cfg.preview_every and self._dist.is_main else None
+        # Made once per run, not per step: the preprocessing and each domain's value mapping.
+        pre = cfg.preprocessing
+        scalers = {"a": Scaler(a.dtype, self.scaling["a"]), "b": Scaler(b.dtype, self.scaling["b"])}
+        samples = self._preview_samples(a, b, pre, scalers) if cfg.preview_every and self._dist.is_main else None
         started, started_step = time.perf_counter(), self.step
         pending: list[dict[str, Tensor]] = []
         path = Path(checkpoint_path or "checkpoint.safetensors")
         last: dict[str, float] = {}
         while self.step < target and not self._dist.any(self._stop):  # all processes stop at the same step
-            real_a, real_b = self._batch(a, b)
+            real_a, real_b = self._batch(a, b, pre, scalers)
             pending.append(self._first_compiled_step(real_a, real_b) if self._compiled and not self._compile_verified
                            else self._train_step(real_a, real_b))
             if self.step % cfg.log_every == 0 or self.step == target or self._stop:
@@ -518,7 +531,8 @@ class Trainer:
             for callback in callbacks:
                 callback(event)
 
-    def _batch(self, a: DomainImages, b: DomainImages) -> tuple[Tensor, Tensor]:
+    def _batch(self, a: DomainImages, b: DomainImages, pre: Preprocess,
+               scalers: dict[str, Scaler]) -> tuple[Tensor, Tensor]:
         """The next batch: A in a shuffled order (each process its own shard), B at random, as the reference."""
         state = self._data_state
         n = len(a)
@@ -531,7 +545,6 @@ class Trainer:
             perm = self._order_rng.permutation(n).tolist()
             order = perm[self._dist.rank :: self._dist.world] or perm
             state.update(order=order, position=0, size=n)
-        pre = self.config.preprocessing
         xs_a, xs_b = [], []
         for _ in range(self.config.batch_size):
             if state["position"] >= len(state["order"]):
@@ -539,16 +552,16 @@ class Trainer:
             ia = state["order"][state["position"]]
             state["position"] += 1
             ib = int(self._data_rng.integers(len(b)))
-            xs_a.append(pre(to_unit_tensor(a.load(ia), self.scaling["a"], self.device), self._aug_gen))
-            xs_b.append(pre(to_unit_tensor(b.load(ib), self.scaling["b"], self.device), self._aug_gen))
+            xs_a.append(pre(to_unit_tensor(a.load(ia), scalers["a"], self.device), self._aug_gen))
+            xs_b.append(pre(to_unit_tensor(b.load(ib), scalers["b"], self.device), self._aug_gen))
         return torch.cat(xs_a), torch.cat(xs_b)
 
     # ------------------------------------------------------------ previews
-    def _preview_samples(self, a: DomainImages, b: DomainImages) -> tuple[Tensor, Tensor]:
+    def _preview_samples(self, a: DomainImages, b: DomainImages, pre: Preprocess,
+                         scalers: dict[str, Scaler]) -> tuple[Tensor, Tensor]:
         """Fixed samples for previews: the first image of each domain, resized as in training, centre crop."""
-        pre = self.config.preprocessing
-        return (pre.centre(to_unit_tensor(a.load(0), self.scaling["a"], self.device)),
-                pre.centre(to_unit_tensor(b.load(0), self.scaling["b"], self.device)))
+        return (pre.centre(to_unit_tensor(a.load(0), scalers["a"], self.device)),
+                pre.centre(to_unit_tensor(b.load(0), scalers["b"], self.device)))
 
     @torch.no_grad()
     def preview(self, real_a: Tensor, real_b: Tensor) -> dict[str, np.ndarray]:
@@ -678,7 +691,8 @@ class Trainer:
             config = TrainConfig.from_dict({**meta["config"], "domain_names": tuple(meta["config"]["domain_names"])})
             config = dataclasses.replace(config, **overrides) if overrides else config
             trainer = cls(config)
-            trainer._build(*meta["channels"])
+            if not trainer.built:  # a config naming both channel counts builds the networks already
+                trainer._build(*meta["channels"])
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
         for name, net in trainer.networks.items():
             prefix = f"{name}."

@@ -265,7 +265,7 @@ def test_two_processes_train_identical_weights_and_write_one_file(tmp_path, pair
         open(os.path.join({str(tmp_path)!r}, f"rank{{t._dist.rank}}.sha"), "w").write(digest.hexdigest())
         t.export({str(tmp_path / "out" / "m.safetensors")!r})
         t.save_checkpoint({str(tmp_path / "out" / "ck.safetensors")!r})
-        t._dist.finish()
+        t.finish()
     """))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
