@@ -32,6 +32,14 @@ def _no_temp_files(folder):
     return not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
+def _assert_round_trip(path, img):
+    """Written and read back: the same dtype, shape and values, and no temporary file left."""
+    back = read_image(write_image(path, img))
+    assert back.dtype == img.dtype and back.shape == img.shape
+    np.testing.assert_array_equal(back, img)
+    assert _no_temp_files(path.parent)
+
+
 # -------------------------------------------------------------------- round trips
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 def test_png_uint8_round_trip(tmp_path, rgb, channels):
@@ -43,11 +51,8 @@ def test_png_uint8_round_trip(tmp_path, rgb, channels):
         img = rgb
     else:
         img = np.dstack([rgb, _ramp((H, W), np.uint8, 255)])
-    path = write_image(tmp_path / "x.png", img)
-    back = read_image(path)
-    assert back.dtype == np.uint8 and back.shape == img.shape
-    np.testing.assert_array_equal(back, img)
-    assert _no_temp_files(tmp_path)
+    assert img.dtype == np.uint8
+    _assert_round_trip(tmp_path / "x.png", img)
 
 
 def test_png_uint16_grey_round_trip_is_16_bit_on_disk(tmp_path):
@@ -94,11 +99,7 @@ def test_tiff_round_trip_keeps_dtype_shape_and_values(tmp_path, shape, dtype, hi
     img = _ramp(shape, dtype, high)
     if dtype == np.float32:
         img = img + np.float32(1e-4) * np.float32(np.pi)  # values that are not round numbers
-    path = write_image(tmp_path / "x.tif", img)
-    back = read_image(path)
-    assert back.dtype == img.dtype and back.shape == img.shape
-    np.testing.assert_array_equal(back, img)
-    assert _no_temp_files(tmp_path)
+    _assert_round_trip(tmp_path / "x.tif", img)
 
 
 def test_tiff_is_compressed_and_rgb_is_tagged(tmp_path):
