@@ -195,6 +195,23 @@ class Translator:
         """The directions this model has, among ``"a2b"`` and ``"b2a"``."""
         return tuple(d for d in DIRECTIONS if d in self._generators)
 
+    def output_channels(self, image_channels: int, direction: str = "a2b") -> int:
+        """Channels of the translation of an ``image_channels``-channel image (alpha passes through).
+
+        Raises:
+            ValueError: when the generator cannot take such an image, naming both counts.
+
+        Example:
+            >>> from cyclegan_sdk import GeneratorConfig, Translator
+            >>> Translator.random(GeneratorConfig(ngf=4, n_blocks=1)).output_channels(4)  # RGBA in, RGBA out
+            4
+        """
+        direction = self._check_direction(direction)
+        config = self.metadata.generator_config(direction)
+        src, dst = self.domains if direction == "a2b" else self.domains[::-1]
+        plan = plan_channels(image_channels, config.input_nc, f"the {src}→{dst} generator")
+        return config.output_nc + (1 if plan.alpha else 0)
+
     def generator(self, direction: str = "a2b") -> nn.Module:
         """The float32 generator for ``direction``."""
         return self._generators[self._check_direction(direction)]

@@ -1,0 +1,155 @@
+"""The models a napari session can translate with: bundled and installed presets, files, Hub ids, trained ones.
+
+One registry per process, shared by the Translate, Train and Load widgets,
+so that a model trained or loaded in one widget is offered in the others at
+once, and so that "Translate active layer" can reuse the last model and
+direction used.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from psygnal import Signal
+
+from cyclegan_sdk import Translator
+from cyclegan_sdk.modelfile import describe_model_file
+from cyclegan_sdk.translator import resolve_model_path
+
+__all__ = ["ModelEntry", "ModelRegistry", "arrow", "fetch_hub", "registry"]
+
+EntryKind = Literal["preset", "file", "hub", "trained"]
+
+
+def arrow(domains: tuple[str, str], direction: str) -> str:
+    """``"A → B"`` for ``a2b``, ``"B → A"`` for ``b2a``."""
+    a, b = domains if direction == "a2b" else domains[::-1]
+    return f"{a} → {b}"
+
+
+@dataclass(eq=False)
+class ModelEntry:
+    """A model the widgets can offer: its label, where it comes from, its domains and directions.
+
+    The weights are read on first use (:meth:`translator`), not when the
+    entry is listed: listing presets must stay instant.
+    """
+
+    label: str
+    kind: EntryKind
+    source: str
+    domains: tuple[str, str]
+    directions: tuple[str, ...]
+    path: Path | None = None
+    description: str = ""
+    inference: dict = field(default_factory=dict)
+    _translator: Translator | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def from_file(cls, path: str | Path, kind: EntryKind = "file", label: str | None = None,
+                  source: str | None = None, **extra) -> ModelEntry:
+        """An entry for a model file, described from its header alone."""
+        path = Path(path)
+        metadata, directions, _ = describe_model_file(path)
+        domains = (metadata.domain_a.name, metadata.domain_b.name)
+        return cls(label or f"{path.name} ({domains[0]} ↔ {domains[1]})", kind, source or str(path), domains,
+                   tuple(directions), path=path, **extra)
+
+    @classmethod
+    def from_translator(cls, translator: Translator, label: str, kind: EntryKind = "trained",
+                        source: str = "") -> ModelEntry:
+        return cls(label, kind, source, translator.domains, tuple(translator.directions), _translator=translator)
+
+    def translator(self) -> Translator:
+        """The loaded model (read from disk once; safe to call from worker threads)."""
+        with self._lock:
+            if self._translator is None:
+                if self.path is None:
+                    raise ValueError(f"model {self.label!r} has no weights to load")
+                self._translator = Translator.load(self.path)
+            return self._translator
+
+    def direction_choices(self) -> list[tuple[str, str]]:
+        """``[("A → B", "a2b"), ...]`` for the directions this model has."""
+        return [(arrow(self.domains, d), d) for d in self.directions]
+
+
+class ModelRegistry:
+    """Models known to this session, by label, in the order they were added; presets listed on demand."""
+
+    changed = Signal()
+
+    def __init__(self) -> None:
+        self._entries: dict[str, ModelEntry] = {}
+        self.last_used: tuple[str, str] | None = None  # (label, direction)
+
+    def entries(self) -> list[ModelEntry]:
+        """Presets that ship weights first (bundled and installed), then files, Hub models and trained ones."""
+        return [*self._preset_entries(), *self._entries.values()]
+
+    def labels(self) -> list[str]:
+        return [e.label for e in self.entries()]
+
+    def get(self, label: str) -> ModelEntry:
+        for entry in self.entries():
+            if entry.label == label:
+                return entry
+        raise KeyError(f"no model {label!r} in this session")
+
+    def add(self, entry: ModelEntry) -> ModelEntry:
+        """Add (or replace, by label) an entry and tell the widgets."""
+        self._entries[entry.label] = entry
+        self.changed.emit()
+        return entry
+
+    def add_file(self, path: str | Path) -> ModelEntry:
+        """Add a model file; raises :class:`~cyclegan_sdk.modelfile.ModelFileError` naming what is wrong."""
+        return self.add(ModelEntry.from_file(path))
+
+    def add_hub(self, repo_id: str, path: str | Path | None = None) -> ModelEntry:
+        """Add a Hub model; ``path`` is its file when already fetched (:func:`fetch_hub`, off the GUI thread)."""
+        path = fetch_hub(repo_id) if path is None else path
+        return self.add(ModelEntry.from_file(path, kind="hub", source=repo_id,
+                                             label=f"{repo_id} (Hub)"))
+
+    def add_trained(self, translator: Translator, label: str) -> ModelEntry:
+        return self.add(ModelEntry.from_translator(translator, label))
+
+    def remember(self, label: str, direction: str) -> None:
+        self.last_used = (label, direction)
+
+    def _preset_entries(self) -> list[ModelEntry]:
+        from cyclegan_sdk.presets import list_presets
+
+        entries = []
+        for preset in list_presets():
+            if not preset.has_weights or preset.weights_path is None:
+                continue
+            try:
+                entries.append(ModelEntry.from_file(
+                    preset.weights_path, kind="preset", source=preset.name,
+                    label=f"{preset.title} (preset {preset.name})", description=preset.description,
+                    inference=_inference_defaults(preset)))
+            except (OSError, ValueError) as exc:  # a broken installed preset must not hide the others
+                warnings.warn(f"preset {preset.name}: {exc}", stacklevel=2)
+        return entries
+
+
+def fetch_hub(repo_id: str) -> Path:
+    """The model file of a Hub repo, downloaded or from the cache (``HF_HUB_OFFLINE=1`` is honoured)."""
+    return resolve_model_path(repo_id)
+
+
+def _inference_defaults(preset) -> dict:
+    inference = preset.inference
+    return {key: getattr(inference, key) for key in ("direction", "tile_size", "overlap")
+            if getattr(inference, key, None) is not None}
+
+
+registry = ModelRegistry()
+"""The session's registry, shared by all widgets of all viewers in this process."""
