@@ -441,8 +441,10 @@ class Trainer:
         callbacks: Iterable[Callable[[TrainEvent], Any]] = (),
         checkpoint_every: int = 0,
         checkpoint_path: str | os.PathLike[str] | None = None,
+        max_seconds: float | None = None,
     ) -> dict[str, Any]:
-        """Train on two unpaired image sets until ``steps`` (in total, counting earlier runs) or ``epochs``.
+        """Train on two unpaired image sets until ``steps`` (in total, counting earlier runs), ``epochs``
+        or ``max_seconds`` of wall-clock time.
 
         Args:
             domain_a: a folder, a list of images, a stack ``(N, H, W[, C])`` or
@@ -453,6 +455,10 @@ class Trainer:
             callbacks: called with each :class:`TrainEvent`.
             checkpoint_every: write a checkpoint every this many steps (0: never).
             checkpoint_path: where (default ``checkpoint.safetensors``).
+            max_seconds: stop after this many seconds of this call (the step under way is finished).
+                Without ``steps`` and ``epochs``, the run is planned by time: the total step count, and
+                with it the learning-rate decay, is re-estimated from the measured speed at each logging
+                interval, so the decay ends when the time is up.
 
         Returns:
             The training summary (also stored in exported model files).
@@ -479,9 +485,14 @@ class Trainer:
         if self.step == 0:
             self.scaling = {"a": scaling_for(a, cfg.value_scaling), "b": scaling_for(b, cfg.value_scaling)}
         per_epoch = max(1, max(len(a), len(b)) // (cfg.batch_size * self._dist.world))
-        if steps is None and epochs is None:
-            raise ValueError("give steps= or epochs=")
-        target = steps if steps is not None else epochs * per_epoch  # type: ignore[operator]
+        if max_seconds is not None and not max_seconds > 0:
+            raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
+        by_time = steps is None and epochs is None and max_seconds is not None
+        if steps is None and epochs is None and not by_time:
+            raise ValueError("give steps=, epochs= or max_seconds=")
+        # A run planned by time starts from a guess of one step per second, corrected as it goes.
+        target = (self.step + int(max_seconds) if by_time else  # type: ignore[arg-type]
+                  steps if steps is not None else epochs * per_epoch)  # type: ignore[operator]
         if target < self.step:
             raise ValueError(f"steps={target} is behind this trainer's step {self.step}")
         self.total_steps = target
@@ -495,6 +506,7 @@ class Trainer:
         pending: list[dict[str, Tensor]] = []
         path = Path(checkpoint_path or "checkpoint.safetensors")
         last: dict[str, float] = {}
+        deadline = None if max_seconds is None else started + max_seconds
         while self.step < target and not self._dist.any(self._stop):  # all processes stop at the same step
             real_a, real_b = self._batch(a, b, pre, scalers)
             pending.append(self._first_compiled_step(real_a, real_b) if self._compiled and not self._compile_verified
@@ -504,6 +516,10 @@ class Trainer:
                 pending = []
                 self.history.append({"step": self.step, **last})
                 elapsed = time.perf_counter() - started
+                if by_time:  # replan: the steps that fit in the time left, at the speed so far
+                    per_step = elapsed / max(1, self.step - started_step)
+                    target = max(self.step + 1, self.step + int((deadline - time.perf_counter()) / per_step))
+                    self.total_steps = target
                 rate = (self.step - started_step) * cfg.batch_size * self._dist.world / max(elapsed, 1e-9)
                 eta = (target - self.step) * cfg.batch_size * self._dist.world / max(rate, 1e-9)
                 self._emit(callbacks, TrainEvent("step", self.step, target, self.epoch, last, self.learning_rate(),
@@ -517,8 +533,14 @@ class Trainer:
             if checkpoint_every and self.step % checkpoint_every == 0 and self.step < target:
                 self.save_checkpoint(path)
                 self._emit(callbacks, TrainEvent("checkpoint", self.step, target, self.epoch, path=path))
+            # Every process must agree, so the first one's clock decides (through the stop vote).
+            if deadline is not None and self._dist.is_main and time.perf_counter() >= deadline:
+                self._stop = True
+        timed_out = deadline is not None and self._stop and time.perf_counter() >= deadline
         self._seconds += time.perf_counter() - started
         stopped, self._stop = self._stop, False
+        if timed_out:
+            self.total_steps = self.step  # the run is complete: a resume does not continue towards a guess
         if stopped and pending:
             last = _mean_losses(pending)
             self.history.append({"step": self.step, **last})
