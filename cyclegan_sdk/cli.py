@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .files import IMAGE_SUFFIXES, ImageFileError, find_images, read_image, write_image
+from .files import IMAGE_SUFFIXES, ImageFileError, read_image, write_image
 from .modelfile import ModelMetadata, describe_model_file
 from .precision import PRECISIONS, resolve_device, resolve_precision
 from .translator import Translator, resolve_model_path
@@ -74,15 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = commands.add_parser(
         "translate", help="translate image files",
-        description="Translate image files (PNG, JPEG, TIFF) with a model. Outputs keep the input's "
-        "size, dtype and file format; the channel count is the model's.",
+        description="Translate image files (PNG, JPEG, TIFF, zarr) with a model. Outputs keep the input's "
+        "size, dtype and file format; the channel count is the model's. Zarr stores and tiled or large TIFFs "
+        "are read and written chunk by chunk, never whole.",
     )
-    tr.add_argument("model", metavar="MODEL", help="model file, model folder, or Hub repo id 'owner/name'")
-    tr.add_argument("inputs", metavar="INPUT", nargs="+",
+    tr.add_argument("model", metavar="MODEL", help="model file, model folder, or Hub repo id 'owner/name' "
+                    "(left out with --preset)")
+    tr.add_argument("inputs", metavar="INPUT", nargs="*",
                     help="image files, folders (searched recursively) or glob patterns")
+    tr.add_argument("--preset", default=None, metavar="NAME",
+                    help="translate with a preset's weights and its direction, tile and overlap defaults")
     tr.add_argument("-o", "--output", required=True, metavar="OUT",
                     help="output file (for a single input, when OUT has an image suffix) or folder")
-    tr.add_argument("--direction", choices=("a2b", "b2a"), default="a2b", help="translation direction (default a2b)")
+    tr.add_argument("--direction", choices=("a2b", "b2a"), default=None,
+                    help="translation direction (default a2b, or the preset's)")
     tr.add_argument("--tile", type=_non_negative, default=None, metavar="N",
                     help="tile edge in pixels; 0 never tiles (default: tiles only for large images)")
     tr.add_argument("--overlap", type=_non_negative, default=None, metavar="N", help="overlap of neighbouring tiles")
@@ -93,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--compile", action="store_true", help="torch.compile the generator (pays off for many images)")
     tr.add_argument("--suffix", default="", metavar="TEXT",
                     help="appended to each output file name in an output folder, e.g. '_zebra'")
-    tr.add_argument("--format", choices=("png", "jpg", "tif"), default=None,
+    tr.add_argument("--format", choices=("png", "jpg", "tif", "zarr"), default=None,
                     help="file format of outputs in an output folder (default: each input's own)")
     tr.set_defaults(run=_translate)
 
@@ -118,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.set_defaults(run=_import_reference)
 
     _add_train_parser(commands)
+    _add_presets_parser(commands)
 
     onx = commands.add_parser(
         "export-onnx", help="write a generator as an ONNX file",
@@ -153,6 +159,13 @@ def _add_train_parser(commands: "argparse._SubParsersAction[argparse.ArgumentPar
     length.add_argument("--steps", type=_positive, default=None, metavar="N", help="total training steps")
     length.add_argument("--epochs", type=_positive, default=None, metavar="N",
                         help="epochs of max(len A, len B) images (the reference trains 200)")
+    length.add_argument("--minutes", type=_positive_float, default=None, metavar="M",
+                        help="train for M minutes of wall-clock time, the learning-rate decay planned to end then")
+    tr.add_argument("--preset", default=None, metavar="NAME",
+                    help="start from a preset's recipe (a bundled or installed name, folder, .zip or Hub repo id); "
+                    "flags given here override it, and without --steps/--epochs/--minutes its training length is used")
+    tr.add_argument("--threads", type=_positive, default=None, metavar="N",
+                    help="CPU threads for PyTorch (default: its own choice; 1 can be faster on a busy machine)")
     tr.add_argument("--crop", type=_positive, default=256, metavar="N", help="training crop size (default 256)")
     tr.add_argument("--load-size", type=_positive, default=286, metavar="N", help="resize before cropping (default 286)")
     tr.add_argument("--preprocess", choices=("resize_and_crop", "crop", "scale_width_and_crop", "none"),
@@ -182,7 +195,163 @@ def _add_train_parser(commands: "argparse._SubParsersAction[argparse.ArgumentPar
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--domains", nargs=2, default=("A", "B"), metavar=("NAME_A", "NAME_B"),
                     help="names of the two domains, stored in the model")
+    # Recipe flags default to None, so that a --preset's values apply where no flag was given
+    # (without a preset, TrainConfig's defaults, which equal the documented ones, apply).
+    for action in tr._actions:
+        if action.dest in _RECIPE_FLAGS:
+            action.default = None
     tr.set_defaults(run=_train)
+
+
+#: ``cyclegan train`` flags that set TrainConfig fields, by argparse dest.
+_RECIPE_FLAGS = {"ngf": "ngf", "ndf": "ndf", "blocks": "n_blocks", "crop": "crop_size", "load_size": "load_size",
+                 "preprocess": "preprocess", "augment": "augment", "batch_size": "batch_size", "lr": "lr",
+                 "gan_mode": "gan_mode", "lambda_identity": "lambda_identity", "ema": "ema_decay",
+                 "value_scaling": "value_scaling", "seed": "seed", "domains": "domain_names"}
+
+
+# ------------------------------------------------------------ presets, demo
+def _add_presets_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    pr = commands.add_parser(
+        "presets", help="list, show, install, remove and evaluate presets",
+        description="Presets are domain pairs with a training recipe, inference defaults and, where shipped, "
+        "weights with a model card. Installed presets live in the user's data directory "
+        "($CYCLEGAN_PRESETS_DIR overrides it).",
+    )
+    sub = pr.add_subparsers(title="actions", dest="action", required=True, metavar="ACTION")
+    ls = sub.add_parser("list", help="bundled and installed presets")
+    ls.add_argument("--json", action="store_true", help="one JSON object per preset")
+    ls.set_defaults(run=_presets_list)
+    show = sub.add_parser("show", help="a preset's model card")
+    show.add_argument("name", metavar="NAME", help="preset name, folder, .zip or Hub repo id")
+    show.set_defaults(run=_presets_show)
+    ins = sub.add_parser("install", help="validate and install a community preset")
+    ins.add_argument("source", metavar="SOURCE", help="a preset folder, a .zip of one, or a Hub repo id 'owner/name'")
+    ins.add_argument("--replace", action="store_true", help="replace an installed preset of the same name")
+    ins.set_defaults(run=_presets_install)
+    rm = sub.add_parser("remove", help="delete an installed preset")
+    rm.add_argument("name", metavar="NAME")
+    rm.set_defaults(run=_presets_remove)
+    ev = sub.add_parser(
+        "evaluate", help="re-measure a preset's held-out scores",
+        description="Translate the held-out images of the data a preset's weights were trained on and score them "
+        "(mean CIEDE2000, PSNR, SSIM, checkerboard) beside the identity and Reinhard baselines; the exit status is "
+        "1 when the model card's numbers are not reproduced within tolerance. Needs scikit-image "
+        "(pip install 'cyclegan-sdk[eval]').",
+    )
+    ev.add_argument("name", metavar="NAME", help="preset name, folder, .zip or Hub repo id")
+    ev.add_argument("--model", default=None, metavar="MODEL",
+                    help="score this model instead of the preset's weights (no comparison with the card)")
+    ev.add_argument("--data", default=None, metavar="PAIR", help="the domain pair (default: the card's)")
+    ev.add_argument("--json", action="store_true", help="print the scores as JSON")
+    ev.set_defaults(run=_presets_evaluate)
+    data = sub.add_parser(
+        "data", help="write a bundled domain pair as PNG folders",
+        description="Write one of the domain pairs with a known answer (built from scikit-image's sample images) "
+        "as DIR/A, DIR/B (training), DIR/heldout_A and DIR/heldout_truth. Needs scikit-image.",
+    )
+    data.add_argument("pair", metavar="PAIR", help="skimage-ihc-restain, skimage-photos-retouch, ...")
+    data.add_argument("-o", "--output", required=True, metavar="DIR")
+    data.set_defaults(run=_presets_data)
+
+    demo = commands.add_parser(
+        "demo", help="translate a bundled sample with a bundled preset",
+        description="Translate a sample image that ships with a preset, using the preset's weights, and write the "
+        "result and a before/after panel (PNG). Works offline.",
+    )
+    demo.add_argument("-o", "--output", default="cyclegan-demo", metavar="DIR",
+                      help="folder to write into (default ./cyclegan-demo)")
+    demo.add_argument("--preset", default=None, metavar="NAME", help="a preset with weights and a sample "
+                      "(default stain-transfer)")
+    demo.set_defaults(run=_demo)
+
+
+def _presets_list(args: argparse.Namespace) -> int:
+    from .presets import list_presets
+
+    presets = list_presets()
+    for p in presets:
+        if args.json:
+            print(json.dumps({"name": p.name, "version": p.version, "title": p.title, "origin": p.origin,
+                              "has_weights": p.has_weights, "domains": [d.name for d in p.domains],
+                              "folder": str(p.folder)}))
+        else:
+            kind = "weights" if p.has_weights else "recipe "
+            print(f"{p.name:<20} {p.version:<8} {kind}  {p.origin:<9}  {p.title}")
+    return 0
+
+
+def _presets_show(args: argparse.Namespace) -> int:
+    from .presets import load_preset, render_card
+
+    print(render_card(load_preset(args.name)), end="")
+    return 0
+
+
+def _presets_install(args: argparse.Namespace) -> int:
+    from .presets import install_preset
+
+    p = install_preset(args.source, replace=args.replace)
+    print(f"installed {p.name} {p.version} ({'weights' if p.has_weights else 'recipe only'}) into {p.folder}")
+    return 0
+
+
+def _presets_remove(args: argparse.Namespace) -> int:
+    from .presets import remove_preset
+
+    print(f"removed {remove_preset(args.name)}")
+    return 0
+
+
+def _presets_evaluate(args: argparse.Namespace) -> int:
+    from .preset_data import build_pair, card_differences, evaluate_translator
+    from .presets import PresetError, load_preset
+
+    preset = load_preset(args.name)
+    if args.model is None and not preset.has_weights:
+        raise PresetError(f"preset {preset.name} ships no weights to evaluate; give --model MODEL")
+    card = (preset.weights or {}).get("metrics", {})
+    pair_name = args.data or (preset.weights or {}).get("data", {}).get("name")
+    if not pair_name:
+        raise ValueError(f"preset {preset.name} names no domain pair to evaluate on; give --data PAIR")
+    translator = Translator.from_pretrained(args.model) if args.model else Translator.from_preset(preset.folder)
+    scores = evaluate_translator(translator, build_pair(pair_name), preset.inference.direction)
+    if args.json:
+        print(json.dumps(scores, indent=2))
+    else:
+        print(f"{preset.name} on {pair_name} (held out), {preset.inference.direction}:")
+        print(f"  {'':<10} {'ΔE2000':>8} {'PSNR dB':>8} {'SSIM':>7} {'checker':>8}")
+        for row in ("model", "reinhard", "identity", "truth"):
+            s = scores[row]
+            cells = [f"{s[k]:>{n}.{d}f}" if k in s else " " * n
+                     for k, n, d in (("delta_e", 8, 2), ("psnr", 8, 2), ("ssim", 7, 3), ("checkerboard", 8, 3))]
+            print(f"  {row:<10} " + " ".join(cells))
+    if args.model is not None or not card:
+        return 0
+    differences = card_differences(scores, card)
+    if differences:
+        for line in differences:
+            print(f"{PROG}: not reproduced: {line}", file=sys.stderr)
+        return 1
+    print("the model card's scores are reproduced within tolerance", file=sys.stderr)
+    return 0
+
+
+def _presets_data(args: argparse.Namespace) -> int:
+    from .preset_data import write_pair
+
+    folders = write_pair(args.pair, args.output)
+    print(" ".join(f"{k}={v}" for k, v in folders.items()))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import DEMO_PRESET, run_demo
+
+    paths = run_demo(args.output, args.preset or DEMO_PRESET)
+    print(f"translated: {paths['translated']}")
+    print(f"before/after panel: {paths['panel']}")
+    return 0
 
 
 # --------------------------------------------------------------------- train
@@ -206,22 +375,39 @@ def _train(args: argparse.Namespace) -> int:
            "preview_every": args.preview_every,
            "compile": None if args.compile is None else {"auto": "auto", "yes": True, "no": False}[args.compile]}
     given = {k: v for k, v in run.items() if v is not None}
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    max_seconds = args.minutes * 60 if args.minutes else None
     if args.resume:
+        if args.preset:
+            raise ValueError("--preset starts a new run; a resumed run keeps its checkpoint's settings")
         # Settings of the run (not of the model or optimiser) may change when resuming.
         trainer = Trainer.resume(args.resume, **given)
-        steps = args.steps or (None if args.epochs else trainer.total_steps)
+        steps = args.steps or (None if args.epochs or max_seconds else trainer.total_steps)
     else:
         run = {"precision": "auto", "device": None, "log_every": 10, "preview_every": 500, "compile": "auto", **given}
-        config = TrainConfig(
-            ngf=args.ngf, ndf=args.ndf, n_blocks=args.blocks, crop_size=args.crop, load_size=args.load_size,
-            preprocess=args.preprocess, augment=args.augment, batch_size=args.batch_size, lr=args.lr,
-            gan_mode=args.gan_mode, lambda_identity=args.lambda_identity, ema_decay=args.ema,
-            value_scaling=args.value_scaling, seed=args.seed, domain_names=tuple(args.domains), **run,
-        )
+        recipe = {field: getattr(args, dest) for dest, field in _RECIPE_FLAGS.items() if getattr(args, dest) is not None}
+        if "domain_names" in recipe:
+            recipe["domain_names"] = tuple(recipe["domain_names"])
+        preset = None
+        if args.preset:
+            from .presets import load_preset
+
+            preset = load_preset(args.preset)
+            config = preset.train_config(**recipe, **run)
+            if args.steps is None and args.epochs is None and max_seconds is None:
+                if preset.minutes is None:
+                    raise ValueError(f"preset {preset.name} suggests no training length: give --steps, --epochs "
+                                     "or --minutes")
+                max_seconds = preset.minutes * 60
+            print(f"preset {preset.name}: {preset.title}", file=sys.stderr)
+        else:
+            config = TrainConfig(**recipe, **run)
         trainer = Trainer(config)
+        trainer.preset = preset
         steps = args.steps
-        if steps is None and args.epochs is None:
-            raise ValueError("give --steps N or --epochs N")
+        if steps is None and args.epochs is None and max_seconds is None:
+            raise ValueError("give --steps N or --epochs N (or --minutes M)")
     main_process = trainer.is_main_process
     names = trainer.config.domain_names
     domain_a = DomainImages.from_folder(args.dir_a, names[0])
@@ -269,7 +455,7 @@ def _train(args: argparse.Namespace) -> int:
 
     try:
         trainer.fit(domain_a, domain_b, steps=steps, epochs=None if steps else args.epochs, callbacks=[on_event],
-                    checkpoint_every=args.checkpoint_every, checkpoint_path=checkpoint)
+                    checkpoint_every=args.checkpoint_every, checkpoint_path=checkpoint, max_seconds=max_seconds)
     except Exception:
         # Whatever broke (a corrupt file mid-run, out of memory), keep the work done so far.
         if main_process and trainer.built and trainer.step > 0:
@@ -299,7 +485,19 @@ def _train(args: argparse.Namespace) -> int:
 def _translate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    translator = Translator.from_pretrained(args.model)
+    if args.preset:
+        # With --preset there is no MODEL: the first positional argument is an input.
+        args.inputs = [args.model, *args.inputs]
+        translator = Translator.from_preset(args.preset)
+        inference = translator.preset.inference
+        args.direction = args.direction or inference.direction
+        args.tile = inference.tile_size if args.tile is None else args.tile
+        args.overlap = inference.overlap if args.overlap is None else args.overlap
+    else:
+        if not args.inputs:
+            raise ValueError("give MODEL and at least one INPUT (or --preset NAME INPUT...)")
+        translator = Translator.from_pretrained(args.model)
+    args.direction = args.direction or "a2b"
     if args.direction not in translator.directions:
         a, b = translator.domains
         have = ", ".join(translator.directions)
@@ -309,7 +507,9 @@ def _translate(args: argparse.Namespace) -> int:
     resolve_precision(args.precision, device)
     translator.to(device)
 
-    jobs = _plan_outputs(find_images(args.inputs), Path(args.output), args.suffix, args.format)
+    from . import chunked
+
+    jobs = _plan_outputs(chunked.find_inputs(args.inputs), Path(args.output), args.suffix, args.format)
     single = len(jobs) == 1 and jobs[0][1] == Path(args.output)
     options = dict(tile_size=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                    precision=args.precision, compile=args.compile)
@@ -320,9 +520,14 @@ def _translate(args: argparse.Namespace) -> int:
         for src, dst in bar:
             bar.set_postfix_str(src.name, refresh=False)
             try:
-                image = read_image(src)
-                result = translator.translate(image, args.direction, progress=tile_progress, **options)
-                write_image(dst, result)
+                if chunked.is_lazy_input(src) or chunked.is_zarr_path(dst):
+                    # Whole-slide images: read, translated and written chunk by chunk (see cyclegan_sdk.chunked).
+                    chunked.translate_file(translator, src, dst, args.direction, tile_size=args.tile,
+                                           overlap=args.overlap, precision=args.precision)
+                else:
+                    image = read_image(src)
+                    result = translator.translate(image, args.direction, progress=tile_progress, **options)
+                    write_image(dst, result)
             except ImageFileError as exc:
                 reason = exc.reason if Path(exc.path) == src else f"cannot write {exc.path}: {exc.reason}"
                 bar.write(f"{PROG}: error: {src}: {reason}", file=sys.stderr)
@@ -341,7 +546,8 @@ def _plan_outputs(
     images: list[tuple[Path, Path]], out: Path, suffix: str, fmt: str | None = None
 ) -> list[tuple[Path, Path]]:
     """Pair each input with its output path, refusing plans that would overwrite inputs or each other."""
-    to_file = out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir()
+    # A .zarr output is a folder, but names one image like a file does.
+    to_file = out.suffix.lower() == ".zarr" or (out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir())
     if to_file and len(images) == 1:
         jobs = [(images[0][0], out)]
     elif to_file:
@@ -462,6 +668,16 @@ def _non_negative(text: str) -> int:
 
 def _positive(text: str) -> int:
     return _integer(text, 1)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
 
 
 def _error(message: str) -> None:

@@ -293,3 +293,64 @@ def write_pair(name: str, directory: str | os.PathLike[str]) -> dict[str, Path]:
             write_image(root / folder / f"{k:03d}.png", image)
         out[folder] = root / folder
     return out
+
+
+# ----------------------------------------------------------------- evaluation
+#: How far a re-measured score may be from a model card's and still count as reproduced.
+DEFAULT_TOLERANCE = {"delta_e": 0.25, "psnr": 0.25, "ssim": 0.01, "checkerboard": 0.1}
+
+
+def evaluate_translator(translator, pair: DomainPair, direction: str = "a2b") -> dict[str, dict[str, float]]:  # noqa: ANN001
+    """Score a translator on a pair's held-out images, beside the identity and Reinhard baselines.
+
+    Each held-out image is translated whole, in float32 (so the numbers do not
+    depend on the CPU's bf16 support), and scored against its exact answer
+    with :func:`cyclegan_sdk.metrics.image_scores`; scores are averaged over
+    the held-out images. Reinhard transfer takes its target statistics from
+    the domain-B training images.
+
+    Args:
+        translator: a :class:`~cyclegan_sdk.translator.Translator`.
+        pair: the domain pair (see :func:`build_pair`).
+        direction: the direction that maps ``pair.heldout_a`` to the truth.
+
+    Returns:
+        ``{"model": scores, "reinhard": scores, "identity": scores, "truth": {"checkerboard": ...}}``.
+    """
+    from .metrics import checkerboard_score, image_scores, reinhard_transfer
+
+    rows: dict[str, list[dict[str, float]]] = {"model": [], "reinhard": [], "identity": []}
+    truth_cb = []
+    for image, truth in zip(pair.heldout_a, pair.heldout_truth):
+        out = translator.translate(image, direction, tile_size=0, precision="fp32")
+        rows["model"].append(image_scores(out, truth))
+        rows["reinhard"].append(image_scores(reinhard_transfer(image, pair.train_b), truth))
+        rows["identity"].append(image_scores(image, truth))
+        truth_cb.append(checkerboard_score(truth))
+    result = {name: {k: round(float(np.mean([s[k] for s in scores])), 4) for k in scores[0]}
+              for name, scores in rows.items()}
+    result["truth"] = {"checkerboard": round(float(np.mean(truth_cb)), 4)}
+    return result
+
+
+def card_differences(measured: dict[str, dict[str, float]], card: dict, tolerance: dict | None = None) -> list[str]:
+    """Scores that differ from a model card's ``[weights.metrics]`` by more than the tolerance.
+
+    Args:
+        measured: as returned by :func:`evaluate_translator`.
+        card: the preset's ``weights.metrics`` table.
+        tolerance: per metric; default :data:`DEFAULT_TOLERANCE` updated by the card's ``tolerance`` table.
+
+    Returns:
+        One line per difference; empty when the card is reproduced.
+    """
+    tol = {**DEFAULT_TOLERANCE, **card.get("tolerance", {}), **(tolerance or {})}
+    out = []
+    for row in ("model", "reinhard", "identity", "truth"):
+        for metric, expected in card.get(row, {}).items():
+            got = measured.get(row, {}).get(metric)
+            if got is None:
+                out.append(f"{row} {metric}: not measured")
+            elif abs(got - expected) > tol.get(metric, 0.0):
+                out.append(f"{row} {metric}: card {expected:g}, measured {got:g} (tolerance {tol.get(metric, 0):g})")
+    return out

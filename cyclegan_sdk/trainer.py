@@ -254,6 +254,29 @@ class Trainer:
         if config.input_nc is not None and config.output_nc is not None:
             self._build(config.input_nc, config.output_nc)
 
+    @classmethod
+    def from_preset(cls, name_or_source: str | os.PathLike[str], **overrides: Any) -> "Trainer":
+        """A trainer with a preset's recipe (see :mod:`cyclegan_sdk.presets`), from scratch.
+
+        Args:
+            name_or_source: a bundled or installed preset's name, a preset folder, a ``.zip`` or a Hub repo id.
+            overrides: :class:`TrainConfig` fields replacing the recipe's.
+
+        Example:
+            >>> trainer = Trainer.from_preset("stain-transfer", ngf=8)
+            >>> trainer.config.augment, trainer.config.ngf
+            ('dihedral', 8)
+        """
+        from .presets import load_preset
+
+        preset = load_preset(name_or_source)
+        trainer = cls(preset.train_config(**overrides))
+        trainer.preset = preset
+        return trainer
+
+    #: The preset the recipe came from (:meth:`from_preset`), else ``None``.
+    preset: Any = None
+
     # ------------------------------------------------------------- networks
     @property
     def built(self) -> bool:
@@ -620,7 +643,8 @@ class Trainer:
             generator=self.config.generator_config(self.input_nc, self.output_nc),
             domain_a=Domain(names[0], channels=self.input_nc, scaling=self.scaling["a"]),
             domain_b=Domain(names[1], channels=self.output_nc, scaling=self.scaling["b"]),
-            source={"kind": "trained", "ema": self.config.ema_decay is not None},
+            source={"kind": "trained", "ema": self.config.ema_decay is not None,
+                    **({"preset": self.preset.name} if self.preset is not None else {})},
             training=self.summary(),
         )
 

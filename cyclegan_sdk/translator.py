@@ -51,6 +51,9 @@ class Translator:
         (30, 40, 3)
     """
 
+    #: The preset the model came from (:meth:`from_preset`), else ``None``.
+    preset: Any = None
+
     def __init__(self, generators: Mapping[str, nn.Module], metadata: ModelMetadata) -> None:
         unknown = sorted(set(generators) - set(DIRECTIONS))
         if unknown or not generators:
@@ -121,6 +124,40 @@ class Translator:
         """
         return cls.load(resolve_model_path(repo_id_or_path, filename=filename, revision=revision,
                                            cache_dir=cache_dir, token=token))
+
+    @classmethod
+    def from_preset(cls, name_or_source: str | os.PathLike[str], *, device: str | torch.device | None = None
+                    ) -> Translator:
+        """Load the weights a preset ships (see :mod:`cyclegan_sdk.presets`).
+
+        Args:
+            name_or_source: a bundled or installed preset's name, a preset folder, a ``.zip`` or a Hub repo id.
+            device: where to run (default: CUDA when available, else the CPU).
+
+        Returns:
+            The translator; ``translator.preset`` holds the preset, whose ``inference`` has the
+            direction, tile size and overlap it suggests.
+
+        Raises:
+            PresetError: the preset is invalid, or ships no weights (it is a recipe: train with it).
+
+        Example:
+            >>> t = Translator.from_preset("stain-transfer")
+            >>> t.domains
+            ('IHC', 'HE')
+        """
+        from .presets import PresetError, load_preset
+
+        preset = load_preset(name_or_source)
+        if preset.weights_path is None:
+            raise PresetError(f"preset {preset.name} ships no weights (it is a recipe): train a model with "
+                              f"`cyclegan train DIR_A DIR_B --preset {preset.name} -o model.safetensors` "
+                              f"or Trainer.from_preset({preset.name!r})")
+        translator = cls.load(preset.weights_path)
+        translator.preset = preset
+        if device is not None:
+            translator.to(device)
+        return translator
 
     @classmethod
     def from_reference_checkpoint(
