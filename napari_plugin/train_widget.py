@@ -7,8 +7,10 @@ the window stays responsive and widgets are only touched on the GUI thread.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import queue
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +38,23 @@ __all__ = ["TrainWidget", "REFERENCE_RECIPE"]
 
 REFERENCE_RECIPE = "reference defaults"
 POLL_MS = 100
+
+WARMED_UP = threading.Event()
+"""Set once the optimizer's lazily imported modules are loaded (see :func:`_warm_up`)."""
+
+
+def _warm_up() -> None:
+    """Import what PyTorch's optimizers import on their first step (``torch._dynamo``, about 2 s).
+
+    Done on a background thread when the widget opens, while the form is
+    filled in: done by the first training step instead, the import would hold
+    the interpreter in stretches long enough (up to half a second) to stall
+    the GUI thread during training.
+    """
+    try:
+        import torch._dynamo  # noqa: F401
+    finally:
+        WARMED_UP.set()
 
 
 class TrainWidget(Container):
@@ -65,12 +84,13 @@ class TrainWidget(Container):
         self._advanced = CheckBox(text="Advanced settings", value=False)
         self._ngf = SpinBox(label="Generator filters", value=64, min=1, max=512)
         self._blocks = SpinBox(label="Residual blocks", value=9, min=0, max=64)
+        self._ndf = SpinBox(label="Discriminator filters", value=64, min=1, max=512)
         self._preview_every = SpinBox(label="Preview every", value=50, min=0, max=1_000_000,
                                       tooltip="steps between preview updates (0: no preview)")
         self._checkpoint = FileEdit(label="Checkpoint", mode="w", filter="*.safetensors",
                                     tooltip="written every 200 steps and when training stops")
         self._resume = CheckBox(text="Resume from the checkpoint", value=False)
-        self._settings = Container(widgets=[self._ngf, self._blocks, self._preview_every, self._checkpoint,
+        self._settings = Container(widgets=[self._ngf, self._blocks, self._ndf, self._preview_every, self._checkpoint,
                                             self._resume], labels=True, visible=False)
         self._start = PushButton(text="Start")
         self._stop = PushButton(text="Stop", enabled=False)
@@ -106,6 +126,8 @@ class TrainWidget(Container):
             event.connect(self._refresh_layers)
         self.native.destroyed.connect(self._shut_down)
         self._refresh_layers()
+        if not WARMED_UP.is_set():
+            threading.Thread(target=_warm_up, name="cyclegan-warm-up", daemon=True).start()
 
     # ----------------------------------------------------------------- form
     def _layer_choices(self, _widget: object = None) -> list[tuple[str, Any]]:
@@ -126,13 +148,19 @@ class TrainWidget(Container):
     def _recipe_choices(_widget: object = None) -> list[str]:
         from cyclegan_sdk.presets import list_presets
 
-        return [REFERENCE_RECIPE, *(p.name for p in list_presets())]
+        try:
+            names = [p.name for p in list_presets()]
+        except (OSError, ValueError) as exc:  # a broken preset folder must not break the form
+            show_error(f"CycleGAN: listing presets failed: {one_line(exc)}")
+            names = []
+        return [REFERENCE_RECIPE, *names]
 
     def _apply_recipe(self, name: str | None = None) -> None:
         config = self._base_config()
         self._crop.value = config.crop_size
         self._ngf.value = config.ngf
         self._blocks.value = config.n_blocks
+        self._ndf.value = config.ndf
 
     def _base_config(self) -> TrainConfig:
         name = self._recipe.value
@@ -151,7 +179,7 @@ class TrainWidget(Container):
         steps = self._steps.value
         device = None if self._device.value == "auto" else self._device.value
         return dataclasses.replace(base, crop_size=crop, load_size=max(load, crop), device=device,
-                                   ngf=self._ngf.value, n_blocks=self._blocks.value, domain_names=self._names,
+                                   ngf=self._ngf.value, n_blocks=self._blocks.value, ndf=self._ndf.value, domain_names=self._names,
                                    preview_every=self._preview_every.value, log_every=max(1, min(10, steps // 20)))
 
     # ----------------------------------------------------------------- actions
@@ -185,6 +213,9 @@ class TrainWidget(Container):
         self._set_running(True)
         self._status.value = "starting…"
         self._bar = progress(total=self._steps.value, desc=f"CycleGAN training {self._names[0]} ↔ {self._names[1]}")
+        if config.preview_every:
+            # Made now, while nothing runs: creating a layer takes a few hundred ms, updating its data does not.
+            self._show_preview(np.zeros((config.crop_size, 2 * config.crop_size, 3), np.uint8))
         worker = FunctionWorker(self._train, config, stack_a, stack_b, layouts, self._steps.value, checkpoint, resume)
         worker.returned.connect(self._returned)
         worker.errored.connect(self._errored)
@@ -261,7 +292,7 @@ class TrainWidget(Container):
                 self.history.append({"step": event.step, **event.losses})
                 latest_step = event
             elif event.kind == "preview" and event.images:
-                self._show_preview(event)
+                self._show_preview(np.concatenate([event.images["real_A"], event.images["fake_B"]], axis=1))
             elif event.kind == "checkpoint":
                 show_info(f"CycleGAN: checkpoint written at step {event.step}: {event.path}")
         if latest_step is not None:
@@ -274,10 +305,8 @@ class TrainWidget(Container):
                 if e.step > self._bar.n:
                     self._bar.update(e.step - self._bar.n)
 
-    def _show_preview(self, event: TrainEvent) -> None:
+    def _show_preview(self, panel: np.ndarray) -> None:
         """The fixed sample and its current translation, side by side, in one RGB layer."""
-        images = event.images or {}
-        panel = np.concatenate([images["real_A"], images["fake_B"]], axis=1)
         a, b = self._names
         name = f"CycleGAN preview ({a} → {b})"
         if name in self._viewer.layers:
@@ -317,14 +346,18 @@ class TrainWidget(Container):
     def _shut_down(self, _obj: object = None) -> None:
         """The widget is going away (viewer closed): stop training; the worker ends after its step."""
         self._closed = True
-        self._timer.stop()
+        with contextlib.suppress(RuntimeError):  # at exit Qt may have deleted the timer already
+            self._timer.stop()
         if self._worker is not None:
             self.stop()
             show_warning("CycleGAN: the training widget was closed; training stops after the current step")
 
 
 def _duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    h, rest = divmod(seconds, 3600)
+    """``"4.2 s"`` under a minute, else ``"m:ss"`` or ``"h:mm:ss"``."""
+    if seconds < 60:
+        return f"{max(0.0, seconds):.1f} s"
+    total = int(round(seconds))
+    h, rest = divmod(total, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
