@@ -33,7 +33,7 @@ class ModelWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer | None = None) -> None:
         self._viewer = viewer
-        self._preset = ComboBox(label="Preset", choices=self._preset_choices, nullable=True)
+        self._preset = ComboBox(label="Preset", choices=self._preset_choices)
         self._card = TextEdit(label="Model card", value="")
         self._card.native.setReadOnly(True)
         self._card.min_height = 180
@@ -67,7 +67,7 @@ class ModelWidget(Container):
         except presets.PresetError as exc:
             self._card.value = f"cannot read this preset: {one_line(exc)}"
             return
-        self._card.value = presets.render_card(preset)
+        self._card.native.setMarkdown(presets.render_card(preset))  # the card is Markdown
         self._remove.enabled = preset.origin == "installed"
         if preset.has_weights:
             self.picker.select(f"{preset.title} (preset {preset.name})")
