@@ -83,6 +83,11 @@ def test_each_widget_opens_from_the_cyclegan_menu(make_napari_viewer, qtbot, tmp
     entries = {item.command.id: item.command.title for item in app.menus.get_menu("cyclegan-sdk.menu")}
     assert set(entries) == {"cyclegan-sdk.translate_widget", "cyclegan-sdk.train_widget",
                             "cyclegan-sdk.model_widget", "cyclegan-sdk.translate_active_layer"}
+    # the widgets are also under Plugins, the samples under File > Open Sample
+    plugins = {item.command.id for item in app.menus.get_menu("napari/plugins/cyclegan-sdk")}
+    assert plugins == {"cyclegan-sdk.translate_widget", "cyclegan-sdk.train_widget", "cyclegan-sdk.model_widget"}
+    samples = {item.command.id for item in app.menus.get_menu("napari/file/samples/cyclegan-sdk")}
+    assert samples == {"cyclegan-sdk.ihc", "cyclegan-sdk.unpaired"}
     for command in ("cyclegan-sdk.translate_widget", "cyclegan-sdk.train_widget", "cyclegan-sdk.model_widget"):
         app.commands.execute_command(command).result()
     docked = {name for name in viewer.window._wrapped_dock_widgets}
