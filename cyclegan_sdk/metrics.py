@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -91,7 +92,9 @@ def reinhard_transfer(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
     flat = lab.reshape(-1, 3)
     mean, std = flat.mean(0), flat.std(0) + 1e-6
     out = (lab - mean) / std * ref_lab.std(0) + ref_lab.mean(0)
-    rgb = sk.color.lab2rgb(out)
+    with warnings.catch_warnings():  # colours pushed outside sRGB are clipped, as intended
+        warnings.simplefilter("ignore", UserWarning)
+        rgb = sk.color.lab2rgb(out)
     return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
 
 

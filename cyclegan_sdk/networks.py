@@ -35,7 +35,7 @@ __all__ = [
 
 NormKind = Literal["instance", "batch", "none"]
 GeneratorKind = Literal["resnet", "unet"]
-UpsampleKind = Literal["convtranspose", "resize"]
+UpsampleKind = Literal["convtranspose", "resize", "bilinear"]
 
 
 @dataclass
@@ -51,9 +51,11 @@ class GeneratorConfig:
         num_downs: downsamplings of a U-Net (7 for ``unet_128``, 8 for ``unet_256``).
         norm: ``"instance"`` (reference), ``"batch"`` or ``"none"``.
         use_dropout: dropout 0.5 inside residual blocks / U-Net inner blocks.
-        upsample: ``"convtranspose"`` (reference) or ``"resize"`` (nearest
+        upsample: ``"convtranspose"`` (reference), ``"resize"`` (nearest
             upsampling followed by a 3x3 convolution, free of checkerboard
-            artefacts). ResNet only.
+            artefacts) or ``"bilinear"`` (the same with bilinear upsampling,
+            which also avoids the faint 2- and 4-pixel grid that nearest
+            upsampling leaves early in training). ResNet only.
     """
 
     generator: GeneratorKind = "resnet"
@@ -71,8 +73,8 @@ class GeneratorConfig:
             raise ValueError(f"generator must be 'resnet' or 'unet', got {self.generator!r}")
         if self.norm not in ("instance", "batch", "none"):
             raise ValueError(f"norm must be 'instance', 'batch' or 'none', got {self.norm!r}")
-        if self.upsample not in ("convtranspose", "resize"):
-            raise ValueError(f"upsample must be 'convtranspose' or 'resize', got {self.upsample!r}")
+        if self.upsample not in ("convtranspose", "resize", "bilinear"):
+            raise ValueError(f"upsample must be 'convtranspose', 'resize' or 'bilinear', got {self.upsample!r}")
         for name in ("input_nc", "output_nc", "ngf"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -302,11 +304,11 @@ class ResnetBlock(nn.Module):
 
 
 class _ResizeConv(nn.Sequential):
-    """Nearest-neighbour 2x upsampling then a 3x3 convolution (no checkerboard artefacts)."""
+    """Nearest-neighbour or bilinear 2x upsampling then a 3x3 convolution (no checkerboard artefacts)."""
 
-    def __init__(self, cin: int, cout: int, bias: bool) -> None:
+    def __init__(self, cin: int, cout: int, bias: bool, mode: str = "nearest") -> None:
         super().__init__(
-            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Upsample(scale_factor=2, mode=mode, **({"align_corners": False} if mode == "bilinear" else {})),
             nn.ReflectionPad2d(1),
             nn.Conv2d(cin, cout, kernel_size=3, bias=bias),
         )
@@ -355,7 +357,7 @@ class ResnetGenerator(nn.Module):
                     cin, cout, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias
                 )
             else:
-                up = _ResizeConv(cin, cout, bias)
+                up = _ResizeConv(cin, cout, bias, "bilinear" if config.upsample == "bilinear" else "nearest")
             layers += [up, _norm_layer(norm, cout), nn.ReLU(True)]
         layers += [
             nn.ReflectionPad2d(3),

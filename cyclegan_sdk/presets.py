@@ -509,9 +509,9 @@ def load_preset(source: str | os.PathLike[str], *, revision: str | None = None,
     """Load and validate a preset.
 
     Args:
-        source: a bundled or installed preset's name (installed ones come
-            first, so a user can shadow nothing: bundled names cannot be
-            installed), a folder holding ``preset.toml``, a ``.zip`` of one,
+        source: a bundled or installed preset's name (an existing path of
+            that name wins; installed presets cannot take a bundled name),
+            a folder holding ``preset.toml``, a ``.zip`` of one,
             or a Hugging Face Hub repo id ``"owner/name"`` (honours
             ``HF_HUB_OFFLINE=1`` and the Hub cache).
         revision: for a Hub repo id: a branch, tag or commit.

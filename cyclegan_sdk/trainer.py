@@ -74,7 +74,7 @@ class TrainConfig:
     n_layers_d: int = 3
     norm: Literal["instance", "batch", "none"] = "instance"
     use_dropout: bool = False
-    upsample: Literal["convtranspose", "resize"] = "convtranspose"
+    upsample: Literal["convtranspose", "resize", "bilinear"] = "convtranspose"
     input_nc: int | None = None
     output_nc: int | None = None
     # data
