@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["device_choices", "image_layer_choices", "one_line"]
+__all__ = ["device_choices", "image_layer_choices", "one_line", "show_worker_warning"]
 
 
 def device_choices() -> list[str]:
@@ -31,3 +31,10 @@ def one_line(exc: BaseException) -> str:
     message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError's str() adds quotes
     text = str(message).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def show_worker_warning(warning: tuple) -> None:
+    """Show a warning raised on a worker thread (napari workers pass ``warnings.showwarning``'s arguments)."""
+    from napari.utils.notifications import show_warning
+
+    show_warning(f"CycleGAN: {one_line(Exception(str(warning[0])))}")

@@ -66,6 +66,8 @@ class ModelPicker(Container):
     def select(self, label: str, direction: str | None = None) -> None:
         """Select a model (by its label) and optionally a direction."""
         self._model.reset_choices()
+        if label not in self._model.choices:
+            raise KeyError(f"no model {label!r} in this session")
         self._model.value = label
         if direction is not None:
             self._direction.value = direction

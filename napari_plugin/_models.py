@@ -86,11 +86,19 @@ class ModelRegistry:
 
     def __init__(self) -> None:
         self._entries: dict[str, ModelEntry] = {}
+        self._presets: list[ModelEntry] | None = None  # read on first use, again after refresh_presets()
         self.last_used: tuple[str, str] | None = None  # (label, direction)
 
     def entries(self) -> list[ModelEntry]:
         """Presets that ship weights first (bundled and installed), then files, Hub models and trained ones."""
-        return [*self._preset_entries(), *self._entries.values()]
+        if self._presets is None:
+            self._presets = self._preset_entries()
+        return [*self._presets, *self._entries.values()]
+
+    def refresh_presets(self) -> None:
+        """Read the preset folders again (after an install or a removal) and tell the widgets."""
+        self._presets = None
+        self.changed.emit()
 
     def labels(self) -> list[str]:
         return [e.label for e in self.entries()]

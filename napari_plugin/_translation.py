@@ -18,7 +18,7 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 
-from ._common import one_line
+from ._common import one_line, show_worker_warning
 from ._layers import LayerJob, add_or_replace, translate_job
 from ._models import ModelEntry, arrow, registry
 
@@ -71,6 +71,7 @@ class TranslationRun:
         self.worker = FunctionWorker(self._work)
         self.worker.returned.connect(self._returned)
         self.worker.errored.connect(self._errored)
+        self.worker.warned.connect(show_worker_warning)
         self.worker.finished.connect(self._finished)
 
     def start(self) -> TranslationRun:

@@ -88,9 +88,9 @@ class ModelWidget(Container):
         return worker
 
     def _installed(self, preset: presets.Preset) -> None:
+        registry.refresh_presets()  # its weights, if any, are now a model in every list
         self._preset.reset_choices()
         self._preset.value = preset.name
-        registry.changed.emit()  # its weights, if any, are now a model in every list
         show_info(f"CycleGAN: installed preset {preset.name!r} ({preset.title})")
 
     def remove(self, _value: object = None) -> None:
@@ -104,5 +104,5 @@ class ModelWidget(Container):
             show_error(f"CycleGAN: {one_line(exc)}")
             return
         self._preset.reset_choices()
-        registry.changed.emit()
+        registry.refresh_presets()
         show_info(f"CycleGAN: removed preset {name!r}")

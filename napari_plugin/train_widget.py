@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import queue
 import threading
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, LineEdit, PushButton, SpinBox
 from napari.qt.threading import FunctionWorker
 from napari.utils import progress
@@ -26,7 +28,7 @@ from qtpy.QtWidgets import QFileDialog
 from cyclegan_sdk import TrainConfig, Trainer, TrainEvent
 from cyclegan_sdk.data import DomainImages
 
-from ._common import device_choices, image_layer_choices, one_line
+from ._common import device_choices, image_layer_choices, one_line, show_worker_warning
 from ._layers import LayerError, job_from_layer, training_stack
 from ._loss_plot import LossPlot
 from ._models import registry
@@ -85,12 +87,14 @@ class TrainWidget(Container):
         self._ngf = SpinBox(label="Generator filters", value=64, min=1, max=512)
         self._blocks = SpinBox(label="Residual blocks", value=9, min=0, max=64)
         self._ndf = SpinBox(label="Discriminator filters", value=64, min=1, max=512)
+        self._threads = SpinBox(label="CPU threads", value=default_threads(), min=1, max=_cores(),
+                                tooltip="threads PyTorch trains with on the CPU; one core is left to the window")
         self._preview_every = SpinBox(label="Preview every", value=50, min=0, max=1_000_000,
                                       tooltip="steps between preview updates (0: no preview)")
         self._checkpoint = FileEdit(label="Checkpoint", mode="w", filter="*.safetensors",
                                     tooltip="written every 200 steps and when training stops")
         self._resume = CheckBox(text="Resume from the checkpoint", value=False)
-        self._settings = Container(widgets=[self._ngf, self._blocks, self._ndf, self._preview_every, self._checkpoint,
+        self._settings = Container(widgets=[self._ngf, self._blocks, self._ndf, self._threads, self._preview_every, self._checkpoint,
                                             self._resume], labels=True, visible=False)
         self._start = PushButton(text="Start")
         self._stop = PushButton(text="Stop", enabled=False)
@@ -199,7 +203,7 @@ class TrainWidget(Container):
             if self._names[0] == self._names[1]:
                 raise ValueError(f"both domains are named {self._names[0]!r}: give them different names")
             config = self.config()
-        except (LayerError, ValueError, KeyError) as exc:
+        except (LayerError, ValueError, KeyError, TypeError) as exc:  # TypeError: a preset naming unknown fields
             show_error(f"CycleGAN: {one_line(exc)}")
             return None
         checkpoint = Path(str(self._checkpoint.value)) if str(self._checkpoint.value) not in ("", ".") else None
@@ -216,9 +220,11 @@ class TrainWidget(Container):
         if config.preview_every:
             # Made now, while nothing runs: creating a layer takes a few hundred ms, updating its data does not.
             self._show_preview(np.zeros((config.crop_size, 2 * config.crop_size, 3), np.uint8))
-        worker = FunctionWorker(self._train, config, stack_a, stack_b, layouts, self._steps.value, checkpoint, resume)
+        worker = FunctionWorker(self._train, config, stack_a, stack_b, layouts, self._steps.value, checkpoint, resume,
+                                self._threads.value)
         worker.returned.connect(self._returned)
         worker.errored.connect(self._errored)
+        worker.warned.connect(show_worker_warning)
         worker.finished.connect(self._finished)
         self._worker = worker
         self._started = time.perf_counter()
@@ -259,7 +265,12 @@ class TrainWidget(Container):
 
     # ----------------------------------------------------------------- worker thread
     def _train(self, config: TrainConfig, stack_a: np.ndarray, stack_b: np.ndarray, layouts: tuple[str, str],
-               steps: int, checkpoint: Path | None, resume: bool) -> tuple[Any, dict[str, Any]]:
+               steps: int, checkpoint: Path | None, resume: bool, threads: int) -> tuple[Any, dict[str, Any]]:
+        with _torch_threads(threads):
+            return self._train_with(config, stack_a, stack_b, layouts, steps, checkpoint, resume)
+
+    def _train_with(self, config: TrainConfig, stack_a: np.ndarray, stack_b: np.ndarray, layouts: tuple[str, str],
+                    steps: int, checkpoint: Path | None, resume: bool) -> tuple[Any, dict[str, Any]]:
         if resume and checkpoint is not None:
             trainer = Trainer.resume(checkpoint, device=config.device)
             self._names = trainer.config.domain_names
@@ -315,6 +326,7 @@ class TrainWidget(Container):
             self._viewer.add_image(panel, name=name, rgb=True)
 
     def _returned(self, result: tuple[Any, dict[str, Any]]) -> None:
+        self._drain()  # the last logged steps first, so the summary below stays the last word
         translator, summary = result
         a, b = self._names
         entry = registry.add_trained(translator, f"trained here: {a} ↔ {b} (step {summary['steps']})")
@@ -351,6 +363,30 @@ class TrainWidget(Container):
         if self._worker is not None:
             self.stop()
             show_warning("CycleGAN: the training widget was closed; training stops after the current step")
+
+
+def default_threads() -> int:
+    """All cores but one, which stays with the window: with every core busy training, the GUI thread
+    waits its turn behind PyTorch's threads and the window stutters."""
+    return max(1, _cores() - 1)
+
+
+def _cores() -> int:
+    """Cores this process may run on (its affinity where the OS tells it, else all of them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int):
+    """PyTorch's intra-op thread count for the duration of a run (it is per process), then the previous one."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _duration(seconds: float) -> str:

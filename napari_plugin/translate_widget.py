@@ -125,6 +125,8 @@ class TranslateWidget(Container):
             self._status.value = "cancelling…"
 
     def _finished(self, outputs: list[Any]) -> None:
+        if self.native is None or _deleted(self.native):  # the widget was closed during the run
+            return
         self._set_running(False)
         run = self.current
         if run is not None and run.error:
@@ -135,3 +137,12 @@ class TranslateWidget(Container):
     def _set_running(self, running: bool) -> None:
         self._run.enabled = not running
         self._cancel.enabled = running
+
+
+def _deleted(widget: Any) -> bool:
+    """Whether Qt has already destroyed ``widget`` (its Python wrapper can outlive it)."""
+    try:
+        widget.objectName()
+    except RuntimeError:
+        return True
+    return False
