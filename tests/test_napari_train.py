@@ -104,6 +104,8 @@ def test_stop_leaves_a_usable_model_and_training_resumes_from_the_checkpoint(vie
     w = _form(viewer, steps=100_000, checkpoint=checkpoint, preview_every=0)
     w._advanced.value = True
     w.start()
+    qtbot.waitUntil(lambda: len(w.history) >= 1, timeout=WAIT_MS)
+    viewer.layers.remove("IHC tiles (domain A)")  # training goes on with the images it started with
     qtbot.waitUntil(lambda: len(w.history) >= 2, timeout=WAIT_MS)
     w.stop()
     qtbot.waitUntil(lambda: w._worker is None, timeout=WAIT_MS)
@@ -114,10 +116,13 @@ def test_stop_leaves_a_usable_model_and_training_resumes_from_the_checkpoint(vie
 
     w._steps.value = stopped_at + 3
     w._resume.value = True
+    w._layer_a.value = viewer.layers["H&E-like tiles (domain B)"]
+    w._name_a.value, w._name_b.value = "B1", "B2"  # a resumed run keeps the checkpoint's names
     w.start()
     qtbot.waitUntil(lambda: w._worker is None, timeout=WAIT_MS)
     assert w.error is None, w.error
     assert w.trainer.step == stopped_at + 3
+    assert any(e.label == f"trained here: IHC ↔ HE (step {stopped_at + 3})" for e in registry.entries())
 
 
 def test_bad_training_input_gives_a_message(viewer, qtbot):
