@@ -123,7 +123,7 @@ def test_bundled_preset_loads_validates_and_gives_its_recipe(name):
     assert [d.channels for d in preset.domains] == [3, 3]
     config = preset.train_config()
     assert config.augment == ("dihedral" if name == "stain-transfer" else "flip")
-    assert config.upsample == "resize"  # no checkerboard
+    assert config.upsample in ("resize", "bilinear")  # resize-convolution: no checkerboard
     assert config.domain_names == tuple(d.name for d in preset.domains)
     assert preset.train_config(ngf=8).ngf == 8
     assert preset.inference.direction == "a2b"
@@ -150,12 +150,14 @@ def test_presets_with_weights_translate_their_sample():
         assert np.abs(out.astype(int) - sample.astype(int)).mean() > 1.0  # it does translate
 
 
-@pytest.mark.parametrize("name", [p for p in BUNDLED])
+WITH_WEIGHTS = [name for name in BUNDLED if load_preset(name).has_weights]
+RECIPE_ONLY = [name for name in BUNDLED if name not in WITH_WEIGHTS]
+
+
+@pytest.mark.parametrize("name", WITH_WEIGHTS)
 def test_model_card_scores_are_reproduced_by_their_command(name, capsys):
     """The card's command re-measures the held-out scores of the shipped weights (the retraining is documented)."""
     preset = load_preset(name)
-    if not preset.has_weights:
-        pytest.skip(f"{name} ships a recipe only")
     command = preset.weights["metrics"]["command"].split()
     assert command[:3] == ["cyclegan", "presets", "evaluate"]
     assert main(command[1:]) == 0, capsys.readouterr().err
@@ -167,24 +169,26 @@ def test_model_card_scores_are_reproduced_by_their_command(name, capsys):
     assert card["model"]["checkerboard"] < max(0.5, 2 * card["truth"]["checkerboard"])
 
 
-def test_recipe_only_preset_refuses_to_translate_and_trains():
-    recipe_only = [p for p in list_presets() if not p.has_weights]
-    if not recipe_only:
-        pytest.skip("every bundled preset ships weights")
-    name = recipe_only[0].name
+@pytest.mark.parametrize("name", RECIPE_ONLY)
+def test_recipe_only_preset_refuses_to_translate_and_trains(name, photo_small):
+    preset = load_preset(name)
+    assert "weights" in preset.notes  # the card says why there are none
     with pytest.raises(PresetError, match=f"preset {name} ships no weights"):
         Translator.from_preset(name)
+    trainer = Trainer.from_preset(name, ngf=4, ndf=4, n_blocks=1, crop_size=32, load_size=36, precision="fp32")
+    trainer.fit([photo_small], [255 - photo_small], steps=1)
+    assert trainer.config.augment == "flip" and trainer.translator().domains == tuple(d.name for d in preset.domains)
 
 
 def test_trainer_from_preset_uses_the_recipe_with_overrides(photo_small):
     trainer = Trainer.from_preset("stain-transfer", ngf=4, ndf=4, n_blocks=1, crop_size=32, load_size=36,
                                   precision="fp32")
-    assert trainer.config.augment == "dihedral" and trainer.config.upsample == "resize"
+    assert trainer.config.augment == "dihedral" and trainer.config.upsample == "bilinear"
     assert trainer.config.domain_names == ("IHC", "HE")
     trainer.fit([photo_small], [255 - photo_small], steps=2)
     translator = trainer.translator()
     assert translator.metadata.source["preset"] == "stain-transfer"
-    assert translator.metadata.generator.upsample == "resize"
+    assert translator.metadata.generator.upsample == "bilinear"
 
 
 # ---------------------------------------------------------------- the CLI
@@ -199,7 +203,7 @@ def test_cli_train_with_preset_and_overrides_then_translate_and_time_limit(tmp_p
                  "--steps", "2", *tiny]) == 0, capsys.readouterr().err
     meta = Translator.load(out).metadata
     assert (meta.domain_a.name, meta.domain_b.name) == ("IHC", "HE") and meta.generator.ngf == 4
-    assert meta.training["config"]["augment"] == "dihedral" and meta.generator.upsample == "resize"
+    assert meta.training["config"]["augment"] == "dihedral" and meta.generator.upsample == "bilinear"
     assert meta.source["preset"] == "stain-transfer"
     # --minutes stops the run by the clock, with the schedule planned to end there
     timed = tmp_path / "timed.safetensors"
