@@ -41,8 +41,29 @@ def test_small_grey_and_alpha_images(photo_small):
     out = t.translate_dask(da.from_array(rgba, chunks=48), tile_size=64, overlap=16, precision="fp32").compute()
     assert np.array_equal(out[..., 3], rgba[..., 3])
     assert np.abs(out.astype(int) - t.translate(rgba, tile_size=64, overlap=16, precision="fp32")).max() <= 1
-    with pytest.raises(ValueError, match=r"takes \(H, W\) or \(H, W, C\)"):
-        t.translate_dask(da.zeros((2, 8, 8, 3), dtype="uint8"))
+    with pytest.raises(ValueError, match=r"takes \(H, W\), \(H, W, C\), \(N, H, W\) or \(N, H, W, C\)"):
+        t.translate_dask(da.zeros((2, 2, 8, 8, 3), dtype="uint8"))
+    with pytest.raises(ValueError, match="at most 4 channels"):
+        t.translate_dask(da.zeros((2, 8, 8, 5), dtype="uint8"))
+
+
+def test_stacks_translate_slice_by_slice(photo_small):
+    t = Translator.random(GeneratorConfig(ngf=4, n_blocks=1), seed=1)
+    # Slices that differ in brightness: each must get its own statistics, as in translate.
+    stack = np.stack([photo_small[:90, :100] // k for k in (1, 2, 3)])
+    lazy = t.translate_dask(da.from_array(stack, chunks=(1, 50, 60, 3)), precision="fp32")
+    assert lazy.chunks == ((1, 1, 1), (50, 40), (60, 40), (3,))
+    assert np.array_equal(lazy.compute(scheduler="threads"), t.translate(stack, precision="fp32"))  # whole slices
+    tiled = t.translate_dask(da.from_array(stack, chunks=(2, 64, 64, 3)), tile_size=48, overlap=16,
+                             precision="fp32")
+    assert tiled.chunks[0] == (2, 1)
+    expected = t.translate(stack, tile_size=48, overlap=16, precision="fp32")
+    assert np.abs(tiled.compute(scheduler="threads").astype(int) - expected).max() <= 1
+    grey = (stack[..., 1].astype(np.uint16) * 257)[:, :, :64]  # (N, H, W) uint16 into an RGB model
+    out = t.translate_dask(da.from_array(grey, chunks=(1, 45, 64)), tile_size=48, overlap=16, precision="fp32")
+    assert out.shape == grey.shape + (3,) and out.dtype == np.uint16
+    expected = t.translate(grey, tile_size=48, overlap=16, precision="fp32").astype(int)
+    assert np.abs(out.compute().astype(int) - expected).max() <= 257
 
 
 def test_two_worker_cluster_gets_the_model_once(resnet6, photo_1024):
