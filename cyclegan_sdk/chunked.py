@@ -20,10 +20,10 @@ interrupted run never leaves a half-written output under the final name.
 Problems raise :class:`~cyclegan_sdk.files.ImageFileError` naming the file.
 
 Example:
-    >>> import tempfile, numpy as np, dask.array as da
-    >>> folder = tempfile.mkdtemp()
-    >>> path = write_zarr(da.zeros((600, 500, 3), dtype="uint8", chunks=256), f"{folder}/image.zarr")
-    >>> open_lazy(path).shape
+    >>> import tempfile, dask.array as da
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = write_zarr(da.zeros((600, 500, 3), dtype="uint8", chunks=256), f"{folder}/image.zarr")
+    ...     open_lazy(path).shape
     (600, 500, 3)
 """
 
@@ -125,7 +125,6 @@ def open_lazy(path: str | os.PathLike[str], chunk: int = CHUNK) -> Any:
     Raises:
         ImageFileError: missing file, no image in it, or a format that cannot be read.
     """
-    import dask.array as da
 
     path = Path(path)
     if not path.exists():
@@ -334,7 +333,7 @@ def write_tiff(array: Any, path: str | os.PathLike[str], tile: int = TIFF_TILE, 
                                  tile=(tile, tile), **options)
     except ImageFileError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ImageFileError(path, f"cannot write as TIFF ({_first_line(exc)})") from exc
     return path
 
@@ -357,7 +356,7 @@ def _tiles(stored: Any, plane: int, tile: int) -> Iterator[np.ndarray]:
 
 
 # --------------------------------------------------------------- translation
-def translate_file(translator: "Translator", source: str | os.PathLike[str], target: str | os.PathLike[str],
+def translate_file(translator: Translator, source: str | os.PathLike[str], target: str | os.PathLike[str],
                    direction: str = "a2b", **options: Any) -> Path:
     """Translate an image file into another without loading either whole (for zarr and TIFF).
 

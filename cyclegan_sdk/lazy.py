@@ -17,6 +17,7 @@ chunk. Nothing is computed until the result is.
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from .images import ChannelPlan, Scaler
 from .tiling import TilePlan, instance_norms, pooled_statistics
 
 if TYPE_CHECKING:
-    from .translator import _Run, Translator
+    from .translator import Translator, _Run
 
 __all__ = ["translate_dask"]
 
@@ -36,7 +37,7 @@ _LAYOUTS = ("HW", "HWC", "NHW", "NHWC")
 
 
 def translate_dask(
-    translator: "Translator",
+    translator: Translator,
     array: Any,
     direction: str = "a2b",
     *,
@@ -128,7 +129,7 @@ def _guess_layout(shape: tuple[int, ...]) -> str | None:
     return None
 
 
-def _translate_slice(run: "_Run", image: Any, shared: Any, statistics: "_StatisticsJob | None") -> Any:
+def _translate_slice(run: _Run, image: Any, shared: Any, statistics: _StatisticsJob | None) -> Any:
     """One ``(H, W, C)`` slice: the graph of its statistics, tiles and output regions."""
     import dask
     import dask.array as da
@@ -172,7 +173,7 @@ def _translate_slice(run: "_Run", image: Any, shared: Any, statistics: "_Statist
         for c, ((c0, c1), tile_cols) in enumerate(zip(col_regions, col_tiles)):
             keys = [(a, b) for a in tile_rows for b in tile_cols]
             if len(keys) == 1:
-                region = pieces[r, c, *keys[0]]  # final already
+                region = pieces[(r, c, *keys[0])]  # final already
                 row.append(da.from_delayed(region, (r1 - r0, c1 - c0, out_c), dtype=run.scale_out.dtype))
                 continue
             offsets = [(max(plan.rows.starts[a], r0) - r0, max(plan.cols.starts[b], c0) - c0) for a, b in keys]
@@ -186,7 +187,7 @@ def _translate_slice(run: "_Run", image: Any, shared: Any, statistics: "_Statist
 def _segments(starts: tuple[int, ...], size: int, real: int) -> list[tuple[int, int]]:
     """An axis of the real image cut wherever a tile begins or ends: each segment has one set of covering tiles."""
     bounds = sorted({0, real, *(min(s, real) for s in starts), *(min(s + size, real) for s in starts)})
-    return list(zip(bounds[:-1], bounds[1:]))
+    return list(itertools.pairwise(bounds))
 
 
 def _cut(tile: tuple[int, int], region: tuple[int, int]) -> tuple[int, int]:
@@ -199,7 +200,7 @@ def _covering(starts: tuple[int, ...], size: int, regions: list[tuple[int, int]]
     return [[k for k, s in enumerate(starts) if s < r1 and s + size > r0] for r0, r1 in regions]
 
 
-def _without_network(run: "_Run") -> "_Run":
+def _without_network(run: _Run) -> _Run:
     """A shallow copy of ``run`` with no network: what a statistics task needs, small to ship."""
     light = copy.copy(run)
     light.net = light.forward = None
@@ -214,7 +215,7 @@ class _StatisticsJob:
     never changed, so slices can be translated at the same time.
     """
 
-    run: "_Run"
+    run: _Run
     plan: TilePlan
     sample: list[tuple[int, int]]
 
@@ -226,16 +227,15 @@ class _StatisticsJob:
     def __call__(self, net: nn.Module, *blocks: np.ndarray) -> nn.Module:
         x, weights = self.run.statistics_batch([np.asarray(b) for b in blocks], self.plan, self.sample)
         frozen = copy.deepcopy(net)
-        with torch.inference_mode():
-            with pooled_statistics(frozen, weights):
-                frozen(x)
-                stats = [(n.stats[0].clone(), n.stats[1].clone()) for n in instance_norms(frozen)]
+        with torch.inference_mode(), pooled_statistics(frozen, weights):
+            frozen(x)
+            stats = [(n.stats[0].clone(), n.stats[1].clone()) for n in instance_norms(frozen)]
         for norm, (mean, var) in zip(instance_norms(frozen), stats):
             norm.freeze(mean, var)
         return frozen
 
 
-def _per_image_network(run: "_Run") -> nn.Module:
+def _per_image_network(run: _Run) -> nn.Module:
     """A single tile covers each slice: per-slice statistics, except over the padding."""
     h, w = run.plan.tile_shape
     padded = (h, w) != (run.height, run.width)

