@@ -143,7 +143,7 @@ class PresetInference:
     overlap: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: it holds tables (dicts)
 class Preset:
     """A validated preset.
 

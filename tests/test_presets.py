@@ -407,3 +407,13 @@ def test_bilinear_resize_convolution_generator_saves_loads_and_tiles(tmp_path, p
     tiled = loaded.translate(photo_small, precision="fp32", tile_size=64, overlap=32)
     assert np.abs(whole.astype(int) - tiled.astype(int)).mean() < 1.0
     assert not np.array_equal(whole, nearest.translate(photo_small, precision="fp32", tile_size=0))
+
+
+@pytest.mark.parametrize("name", ["presets", "metrics"])
+def test_docstring_examples_of_preset_modules(name):
+    import doctest
+    import importlib
+
+    module = importlib.import_module(f"cyclegan_sdk.{name}")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
