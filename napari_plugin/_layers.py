@@ -153,24 +153,15 @@ def _in_memory(translator: Translator, job: LayerJob, direction: str, options: d
 
 
 def _lazy(translator: Translator, arr: Any, job: LayerJob, direction: str, options: dict[str, Any]) -> Any:
-    """A lazy translation of one level: a plane through ``translate_dask``, a stack plane by plane on demand."""
+    """A lazy translation of one level through ``translate_dask``: nothing is computed until napari reads it."""
     import dask.array as da
 
     arr = da.asarray(arr)
     options = {k: v for k, v in options.items() if k in ("tile_size", "overlap", "precision", "device")}
     if arr.ndim == job.plane_ndim:
-        return translator.translate_dask(arr, direction, **options)
-    lead = arr.shape[: arr.ndim - job.plane_ndim]
-    flat = _as_nhwc(arr, job)
-    flat = flat.rechunk((1, *flat.shape[1:]))  # one whole plane per task: each has its own statistics
-    out_channels = translator.output_channels(flat.shape[-1], direction)
-    out = flat.map_blocks(_translate_block, translator, direction, options, dtype=arr.dtype,
-                          chunks=(1, *flat.shape[1:3], out_channels))
-    return _from_nhwc(out, lead)
-
-
-def _translate_block(block: np.ndarray, translator: Translator, direction: str, options: dict[str, Any]) -> np.ndarray:
-    return translator.translate(np.ascontiguousarray(block), direction, layout="NHWC", **options)
+        return translator.translate_dask(arr, direction, layout="HWC" if job.rgb else "HW", **options)
+    out = translator.translate_dask(_as_nhwc(arr, job), direction, layout="NHWC", **options)
+    return _from_nhwc(out, arr.shape[: arr.ndim - job.plane_ndim])
 
 
 def _display_range(dtype: np.dtype, input_limits: tuple[float, float] | None) -> tuple[float, float]:
