@@ -44,8 +44,9 @@ class ModelPicker(Container):
         models.changed.connect(self._on_registry)
         # The registry outlives the widgets: a closed viewer's picker must stop listening.
         self.native.destroyed.connect(lambda *_: models.changed.disconnect(self._on_registry, missing_ok=True))
-        if self._model.value is None and self._model.choices:
-            self._model.value = self._model.choices[0]
+        models_listed = [c for c in self._model.choices if c is not None]
+        if self._model.value is None and models_listed:
+            self._model.value = models_listed[0]
         self._on_model()
 
     # ----------------------------------------------------------------- state

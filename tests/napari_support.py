@@ -35,6 +35,7 @@ def screenshot(viewer, path: Path) -> np.ndarray:
     """Save the whole window (widgets included) as PNG and return it."""
     from PIL import Image
 
+    viewer.window.resize(1400, 900)  # room for the canvas beside the docked widgets
     image = viewer.screenshot(canvas_only=False, flash=False)
     Image.fromarray(image).save(path)
     return image

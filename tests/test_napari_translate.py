@@ -188,3 +188,29 @@ def test_translate_active_layer_repeats_the_last_model_and_direction(widget, qtb
     qtbot.waitUntil(lambda: run.finished, timeout=WAIT_MS)
     np.testing.assert_array_equal(viewer.layers["second (HE → IHC)"].data,
                                   tiny_translator().translate(second.data, "b2a"))
+
+
+def test_bundled_stain_transfer_preset_restains_the_ihc_sample(make_napari_viewer, qtbot, tmp_path):
+    from cyclegan_sdk.presets import load_preset
+
+    preset = load_preset("stain-transfer")
+    if not preset.has_weights:
+        pytest.skip("stain-transfer ships no weights")
+    viewer = make_napari_viewer()
+    viewer.open_sample("cyclegan-sdk", "ihc")
+    w = TranslateWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Translate layer")
+    label = f"{preset.title} (preset stain-transfer)"
+    assert w.picker._model.value == label  # the bundled preset with weights is the default model
+    assert w.picker._domains.value == "IHC ↔ HE" and w.picker.direction == "a2b"
+    w._layers.value = [viewer.layers["IHC field"]]
+    run = _run(w, qtbot)
+    assert run.error is None, run.error
+    field = viewer.layers["IHC field"].data
+    out = viewer.layers["IHC field (IHC → HE)"].data
+    assert out.shape == field.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, registry.get(label).translator().translate(field, tile_size=512, overlap=64))
+    # brown DAB becomes pink eosin: blue rises much more than red
+    gain = out.reshape(-1, 3).astype(float).mean(0) - field.reshape(-1, 3).astype(float).mean(0)
+    assert gain[2] > 20 and gain[2] > gain[0]
+    screenshot(viewer, tmp_path / "stain-transfer.png")
