@@ -119,7 +119,16 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}; load average at start {os.getloadavg()[0]:.1f}")
     print(f"command: python benchmarks/run.py {' '.join(sys.argv[1:])}\n")
-    rows: list[tuple[str, str, str, str]] = []  # case, seconds, ratio, memory
+    print("| case | seconds | ratio | memory |\n|---|---|---|---|", flush=True)
+
+    class Rows(list):
+        """Each row printed as soon as it is measured: a later failure keeps the earlier figures."""
+
+        def append(self, row: tuple[str, str, str, str]) -> None:
+            super().append(row)
+            print("| " + " | ".join(row) + " |", flush=True)
+
+    rows = Rows()  # case, seconds, ratio, memory
     if "translate" not in args.skip:
         for size, n in ((256, repeats), (1024, max(2, repeats // 2))):
             times = dict(translate_bench.forwards(size, n, compile=False))
@@ -145,10 +154,7 @@ def main() -> None:
         base = steps["fp32 eager"]
         for name, sec in steps.items():
             rows.append((f"train step 256², ngf 64, 9 blocks: {name}", f"{sec:.2f}", f"{base / sec:.2f}×", ""))
-    print(f"load average at end {os.getloadavg()[0]:.1f}\n")
-    print("| case | seconds | ratio | memory |\n|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print(f"\nload average at end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -105,8 +105,10 @@ def find_inputs(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
             found.append((path, Path(path.name)))
         else:
             found.extend(find_images([text]))
-    seen: set[Path] = set()
-    return [(p, r) for p, r in found if not (p.resolve() in seen or seen.add(p.resolve()))]
+    unique: dict[Path, tuple[Path, Path]] = {}
+    for path, relative in found:
+        unique.setdefault(path.resolve(), (path, relative))
+    return list(unique.values())
 
 
 # ------------------------------------------------------------------- reading
@@ -218,7 +220,10 @@ def _chunks(arr: Any, chunk: int) -> tuple[int, ...]:
     out = []
     for axis, size in enumerate(arr.chunksize):
         if axis in (h_axis, h_axis + 1):
-            out.append(size if chunk <= size <= 2 * chunk else max(1, chunk // size) * size if size < chunk else chunk)
+            if size < chunk:
+                out.append(chunk // size * size)
+            else:
+                out.append(size if size <= 2 * chunk else chunk)
         elif axis < h_axis:
             out.append(1)
         else:

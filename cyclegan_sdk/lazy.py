@@ -103,10 +103,10 @@ def translate_dask(
                                value_range=value_range)
     budget = STATISTICS_PIXELS if statistics_pixels is None else statistics_pixels
     if len(run.plan) > 1:
-        shared = dask.delayed(run.net, pure=True, traverse=False)  # one key: shipped to each worker once
+        shared = dask.delayed(_Network(run.net), pure=True, traverse=False)  # one key: shipped to each worker once
         statistics = _StatisticsJob(_without_network(run), *run.statistics_tiles(budget))
     else:
-        shared = dask.delayed(_per_image_network(run), pure=True, traverse=False)
+        shared = dask.delayed(_Network(_per_image_network(run)), pure=True, traverse=False)
         statistics = None
     slices = [_translate_slice(run, stack[k], shared, statistics) for k in range(n)]
     out = da.stack(slices) if n > 1 else slices[0][None]
@@ -224,15 +224,27 @@ class _StatisticsJob:
         """The parts of the statistics tiles inside the image: the only pixels this job reads."""
         return [self.run.inside(self.plan.box(i, j)) for i, j in self.sample]
 
-    def __call__(self, net: nn.Module, *blocks: np.ndarray) -> nn.Module:
+    def __call__(self, net: _Network, *blocks: np.ndarray) -> _Network:
         x, weights = self.run.statistics_batch([np.asarray(b) for b in blocks], self.plan, self.sample)
-        frozen = copy.deepcopy(net)
+        frozen = copy.deepcopy(net.module)
         with torch.inference_mode(), pooled_statistics(frozen, weights):
             frozen(x)
             stats = [(n.stats[0].clone(), n.stats[1].clone()) for n in instance_norms(frozen)]
         for norm, (mean, var) in zip(instance_norms(frozen), stats):
             norm.freeze(mean, var)
-        return frozen
+        return _Network(frozen)
+
+
+class _Network:
+    """A network as a value in the graph (the shared one, or a slice's copy with frozen statistics).
+
+    Not an ``nn.Module`` itself, so ``dask.distributed`` pickles it whole with
+    torch's own pickling: its serializer for modules goes through numpy, which
+    has no bfloat16.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
 
 
 def _per_image_network(run: _Run) -> nn.Module:
@@ -267,7 +279,7 @@ class _TileJob:
     dtype: torch.dtype
     device: str
 
-    def __call__(self, net: nn.Module, block: np.ndarray, box: tuple[int, int, int, int],
+    def __call__(self, net: _Network, block: np.ndarray, box: tuple[int, int, int, int],
                  row_weights: np.ndarray, col_weights: np.ndarray,
                  cuts: list[tuple[int, int, int, int, bool]], scale_out: Scaler) -> tuple[np.ndarray, ...] | np.ndarray:
         """The tile's output times its blend window (``row_weights`` outer ``col_weights``), cut into
@@ -279,7 +291,7 @@ class _TileJob:
         tile = read_window(np.asarray(block), (y1 - y0, x1 - x0), self.channels, self.scale_in)
         x = torch.from_numpy(tile)[None].to(self.device, self.dtype)
         with torch.inference_mode():
-            y = net(x)[0].float().cpu().numpy()
+            y = net.module(x)[0].float().cpu().numpy()
         y = y.transpose(1, 2, 0)
         # In place: a tile's float output is the largest thing a task holds.
         y *= row_weights[:, None, None]

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from cyclegan_sdk import GeneratorConfig, Translator
+from cyclegan_sdk.lazy import _Network
 
 da = pytest.importorskip("dask.array")
 
@@ -72,9 +73,14 @@ def test_two_worker_cluster_gets_the_model_once(resnet6, photo_1024):
     lazy = resnet6.translate_dask(da.from_array(image, chunks=256), tile_size=256, precision="fp32")
     graph = dict(lazy.__dask_graph__())
     # graph nodes hold the network either plainly or wrapped (dask's DataNode keeps it in .value)
-    modules = [k for k, v in graph.items() if isinstance(getattr(v, "value", v), torch.nn.Module)]
-    assert len(modules) == 1  # one copy of the network in the graph, however many tiles
+    networks = [k for k, v in graph.items() if isinstance(getattr(v, "value", v), _Network)]
+    assert len(networks) == 1  # one copy of the network in the graph, however many tiles
+    assert isinstance(graph[networks[0]].value.module, torch.nn.Module)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   silence_logs=40) as cluster, distributed.Client(cluster) as client:
         out = client.compute(lazy).result()
+        # bf16 weights too (the default on CPUs fast at it): the network travels pickled by torch.
+        bf16 = client.compute(resnet6.translate_dask(da.from_array(image, chunks=256), tile_size=256,
+                                                     precision="bf16")).result()
     assert np.abs(out.astype(int) - resnet6.translate(image, tile_size=256, precision="fp32")).mean() <= 1
+    assert np.abs(bf16.astype(int) - resnet6.translate(image, tile_size=256, precision="bf16")).mean() <= 1
