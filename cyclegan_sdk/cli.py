@@ -320,11 +320,12 @@ def _presets_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(scores, indent=2))
     else:
         print(f"{preset.name} on {pair_name} (held out), {preset.inference.direction}:")
-        print(f"  {'':<10} {'ΔE2000':>8} {'PSNR dB':>8} {'SSIM':>7} {'checker':>8}")
+        print(f"  {'':<10} {'ΔE2000':>8} {'PSNR dB':>8} {'SSIM':>7} {'checker':>8} {'(flat)':>8}")
         for row in ("model", "reinhard", "identity", "truth"):
             s = scores[row]
             cells = [f"{s[k]:>{n}.{d}f}" if k in s else " " * n
-                     for k, n, d in (("delta_e", 8, 2), ("psnr", 8, 2), ("ssim", 7, 3), ("checkerboard", 8, 3))]
+                     for k, n, d in (("delta_e", 8, 2), ("psnr", 8, 2), ("ssim", 7, 3), ("checkerboard", 8, 3),
+                                     ("checkerboard_flat", 8, 3))]
             print(f"  {row:<10} " + " ".join(cells))
     if args.model is not None or not card:
         return 0
@@ -611,7 +612,7 @@ def _describe(meta: ModelMetadata, directions: Sequence[str]) -> list[str]:
     config = meta.generator.to_dict()
     kind = config.pop("generator")
     # Show only the fields that shape this kind of generator.
-    for unused in ("n_blocks", "upsample") if kind == "unet" else ("num_downs",):
+    for unused in ("n_blocks",) if kind == "unet" else ("num_downs",):
         config.pop(unused, None)
     lines.append(f"generator:   {kind}, {_pairs(config)}")
     return lines

@@ -55,7 +55,9 @@ class GeneratorConfig:
             upsampling followed by a 3x3 convolution, free of checkerboard
             artefacts) or ``"bilinear"`` (the same with bilinear upsampling,
             which also avoids the faint 2- and 4-pixel grid that nearest
-            upsampling leaves early in training). ResNet only.
+            upsampling leaves early in training). For ResNet and U-Net
+            generators (the U-Net's 4x4 transposed convolutions become
+            resize-convolutions).
     """
 
     generator: GeneratorKind = "resnet"
@@ -388,19 +390,26 @@ class UnetSkipBlock(nn.Module):
         innermost: bool = False,
         norm: NormKind = "instance",
         use_dropout: bool = False,
+        upsample: UpsampleKind = "convtranspose",
     ) -> None:
         super().__init__()
         self.outermost = outermost
         bias = _use_bias(norm)
         input_nc = outer_nc if input_nc is None else input_nc
         downconv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+
+        def up(cin: int, cout: int, up_bias: bool) -> nn.Module:
+            if upsample == "convtranspose":
+                return nn.ConvTranspose2d(cin, cout, kernel_size=4, stride=2, padding=1, bias=up_bias)
+            return _ResizeConv(cin, cout, up_bias, "bilinear" if upsample == "bilinear" else "nearest")
+
         if outermost:
             assert submodule is not None
             layers = [
                 downconv,
                 submodule,
                 nn.ReLU(True),
-                nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1),
+                up(inner_nc * 2, outer_nc, True),
                 nn.Tanh(),
             ]
         elif innermost:
@@ -408,7 +417,7 @@ class UnetSkipBlock(nn.Module):
                 nn.LeakyReLU(0.2, True),
                 downconv,
                 nn.ReLU(True),
-                nn.ConvTranspose2d(inner_nc, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias),
+                up(inner_nc, outer_nc, bias),
                 _norm_layer(norm, outer_nc),
             ]
         else:
@@ -419,7 +428,7 @@ class UnetSkipBlock(nn.Module):
                 _norm_layer(norm, inner_nc),
                 submodule,
                 nn.ReLU(True),
-                nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias),
+                up(inner_nc * 2, outer_nc, bias),
                 _norm_layer(norm, outer_nc),
             ]
             if use_dropout:
@@ -448,15 +457,16 @@ class UnetGenerator(nn.Module):
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
         self.config = config
-        ngf, norm = config.ngf, config.norm
-        block = UnetSkipBlock(ngf * 8, ngf * 8, norm=norm, innermost=True)
+        ngf, norm, up = config.ngf, config.norm, config.upsample
+        block = UnetSkipBlock(ngf * 8, ngf * 8, norm=norm, innermost=True, upsample=up)
         for _ in range(config.num_downs - 5):
-            block = UnetSkipBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, use_dropout=config.use_dropout)
-        block = UnetSkipBlock(ngf * 4, ngf * 8, submodule=block, norm=norm)
-        block = UnetSkipBlock(ngf * 2, ngf * 4, submodule=block, norm=norm)
-        block = UnetSkipBlock(ngf, ngf * 2, submodule=block, norm=norm)
+            block = UnetSkipBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, use_dropout=config.use_dropout,
+                                  upsample=up)
+        block = UnetSkipBlock(ngf * 4, ngf * 8, submodule=block, norm=norm, upsample=up)
+        block = UnetSkipBlock(ngf * 2, ngf * 4, submodule=block, norm=norm, upsample=up)
+        block = UnetSkipBlock(ngf, ngf * 2, submodule=block, norm=norm, upsample=up)
         self.model = UnetSkipBlock(
-            config.output_nc, ngf, input_nc=config.input_nc, submodule=block, outermost=True, norm=norm
+            config.output_nc, ngf, input_nc=config.input_nc, submodule=block, outermost=True, norm=norm, upsample=up
         )
 
     def forward(self, x: Tensor) -> Tensor:

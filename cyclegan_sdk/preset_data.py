@@ -297,7 +297,7 @@ def write_pair(name: str, directory: str | os.PathLike[str]) -> dict[str, Path]:
 
 # ----------------------------------------------------------------- evaluation
 #: How far a re-measured score may be from a model card's and still count as reproduced.
-DEFAULT_TOLERANCE = {"delta_e": 0.25, "psnr": 0.25, "ssim": 0.01, "checkerboard": 0.1}
+DEFAULT_TOLERANCE = {"delta_e": 0.25, "psnr": 0.25, "ssim": 0.01, "checkerboard": 0.1, "checkerboard_flat": 0.1}
 
 
 def evaluate_translator(translator, pair: DomainPair, direction: str = "a2b") -> dict[str, dict[str, float]]:  # noqa: ANN001
@@ -317,20 +317,27 @@ def evaluate_translator(translator, pair: DomainPair, direction: str = "a2b") ->
     Returns:
         ``{"model": scores, "reinhard": scores, "identity": scores, "truth": {"checkerboard": ...}}``.
     """
-    from .metrics import checkerboard_score, image_scores, reinhard_transfer
+    from .metrics import checkerboard_score, flat_mask, image_scores, reinhard_transfer
 
     rows: dict[str, list[dict[str, float]]] = {"model": [], "reinhard": [], "identity": []}
-    truth_cb = []
+    rows["truth"] = []
     for image, truth in zip(pair.heldout_a, pair.heldout_truth):
         out = translator.translate(image, direction, tile_size=0, precision="fp32")
         rows["model"].append(image_scores(out, truth))
         rows["reinhard"].append(image_scores(reinhard_transfer(image, pair.train_b), truth))
         rows["identity"].append(image_scores(image, truth))
-        truth_cb.append(checkerboard_score(truth))
-    result = {name: {k: round(float(np.mean([s[k] for s in scores])), 4) for k in scores[0]}
-              for name, scores in rows.items()}
-    result["truth"] = {"checkerboard": round(float(np.mean(truth_cb)), 4)}
-    return result
+        truth_scores = {"checkerboard": checkerboard_score(truth)}
+        flat = checkerboard_score(truth, mask=flat_mask(truth))
+        if not np.isnan(flat):
+            truth_scores["checkerboard_flat"] = flat
+        rows["truth"].append(truth_scores)
+    return {name: _mean_scores(scores) for name, scores in rows.items()}
+
+
+def _mean_scores(scores: list[dict[str, float]]) -> dict[str, float]:
+    """Each metric's mean over the images that have it (flat-region scores need flat regions)."""
+    keys = dict.fromkeys(k for s in scores for k in s)
+    return {k: round(float(np.mean([s[k] for s in scores if k in s])), 4) for k in keys}
 
 
 def card_differences(measured: dict[str, dict[str, float]], card: dict, tolerance: dict | None = None) -> list[str]:

@@ -668,11 +668,13 @@ def render_card(preset: Preset) -> str:
                 f"; {k} {training[k]}" for k in ("minutes", "steps", "machine") if k in training))
         m = w["metrics"]
         lines += ["", f"Held-out scores ({m['heldout'].strip()}), reproduced by `{m['command']}`:", "",
-                  "| | ΔE2000 ↓ | PSNR dB ↑ | SSIM ↑ | checkerboard ↓ |", "|---|---|---|---|---|"]
+                  "| | ΔE2000 ↓ | PSNR dB ↑ | SSIM ↑ | checkerboard ↓ | checkerboard, flat regions ↓ |",
+                  "|---|---|---|---|---|---|"]
         for row in ("model", "reinhard", "identity", "truth"):
             scores = m.get(row)
             if scores:
-                cells = [f"{scores[k]:.3g}" if k in scores else "" for k in ("delta_e", "psnr", "ssim", "checkerboard")]
+                cells = [f"{scores[k]:.3g}" if k in scores else ""
+                         for k in ("delta_e", "psnr", "ssim", "checkerboard", "checkerboard_flat")]
                 lines.append(f"| {row} | " + " | ".join(cells) + " |")
     if preset.notes:
         lines += ["", "## Notes", "", preset.notes.strip()]
