@@ -33,8 +33,23 @@ def one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+_shown: set[str] = set()
+
+
 def show_worker_warning(warning: tuple) -> None:
-    """Show a warning raised on a worker thread (napari workers pass ``warnings.showwarning``'s arguments)."""
+    """Show a warning from this SDK or plugin raised on a worker thread, once per message.
+
+    napari's workers hand over ``warnings.showwarning``'s arguments for every
+    warning in the process while they run (other libraries' deprecation notes
+    included); only user-facing ones raised by cyclegan-sdk code are shown.
+    """
     from napari.utils.notifications import show_warning
 
-    show_warning(f"CycleGAN: {one_line(Exception(str(warning[0])))}")
+    message, category, filename = warning[0], warning[1], str(warning[2])
+    ours = any(part in filename for part in ("cyclegan_sdk", "napari_plugin"))
+    if not ours or not issubclass(category, UserWarning) or issubclass(category, DeprecationWarning):
+        return
+    text = one_line(Exception(str(message)))
+    if text not in _shown:
+        _shown.add(text)
+        show_warning(f"CycleGAN: {text}")

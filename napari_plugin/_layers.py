@@ -44,6 +44,7 @@ class LayerJob:
     multiscale: bool
     geometry: dict[str, Any] = field(default_factory=dict)
     contrast_limits: tuple[float, float] | None = None
+    value_range: tuple[float, float] | None = None  # values mapped to [-1, 1], when the dtype does not say
 
     @property
     def lazy(self) -> bool:
@@ -88,7 +89,22 @@ def job_from_layer(layer: Any) -> LayerJob:
                    tuple(float(v) for v in layer.contrast_limits))
     if 0 in job.shape:
         raise LayerError(f"layer {layer.name!r} is empty: shape {job.shape}")
+    job.value_range = _value_range(layer, np.dtype(first.dtype))
     return job
+
+
+def _value_range(layer: Any, dtype: np.dtype) -> tuple[float, float] | None:
+    """The layer's data range where its dtype does not fix one: signed integers, floats beyond 0..1.
+
+    uint8 and uint16 (and floats within 0..1) go by the model's own value
+    scaling; for the others, napari's range of the data is the best guess.
+    """
+    if dtype.kind == "u" and dtype.itemsize <= 2:
+        return None
+    low, high = (float(v) for v in layer.contrast_limits_range)
+    if dtype.kind == "f" and 0.0 <= low and high <= 1.0:
+        return None
+    return (low, high) if high > low else (low, low + 1.0)
 
 
 def _copy(value: Any) -> Any:
@@ -108,6 +124,8 @@ def translate_job(translator: Translator, job: LayerJob, direction: str, options
     lazy layers become lazy translations: each level of a multiscale layer
     is translated on demand, when napari reads the part of it on screen.
     """
+    if job.value_range is not None:
+        options = {**options, "value_range": job.value_range}
     if job.multiscale:
         out: Any = [_lazy(translator, level, job, direction, options) for level in job.data]
         first = out[0]
@@ -127,7 +145,7 @@ def translate_job(translator: Translator, job: LayerJob, direction: str, options
         kwargs["colormap"] = "gray"
         # A lazy output would be read whole to find its range: give one instead.
         if job.lazy:
-            kwargs["contrast_limits"] = _display_range(np.dtype(first.dtype), job.contrast_limits)
+            kwargs["contrast_limits"] = job.value_range or _display_range(np.dtype(first.dtype), job.contrast_limits)
     return out, kwargs
 
 
@@ -157,7 +175,8 @@ def _lazy(translator: Translator, arr: Any, job: LayerJob, direction: str, optio
     import dask.array as da
 
     arr = da.asarray(arr)
-    options = {k: v for k, v in options.items() if k in ("tile_size", "overlap", "precision", "device")}
+    options = {k: v for k, v in options.items()
+               if k in ("tile_size", "overlap", "precision", "device", "value_range")}
     if arr.ndim == job.plane_ndim:
         return translator.translate_dask(arr, direction, layout="HWC" if job.rgb else "HW", **options)
     out = translator.translate_dask(_as_nhwc(arr, job), direction, layout="NHWC", **options)
@@ -173,35 +192,53 @@ def _display_range(dtype: np.dtype, input_limits: tuple[float, float] | None) ->
 
 
 def add_or_replace(viewer: Any, data: Any, kwargs: dict[str, Any]) -> Any:
-    """Add the output layer, or update the one of an earlier run in place (same name, same position)."""
+    """Add the output layer, or update the output of an earlier run in place (same name, same position).
+
+    Only a layer this plugin made (marked in its metadata) is replaced; a
+    user's layer that happens to have the name is left alone, and napari
+    gives the new one a numbered name.
+    """
     from napari.layers import Image
 
     name = kwargs["name"]
-    if name in viewer.layers:
-        old = viewer.layers[name]
-        compatible = (isinstance(old, Image) and old.rgb == kwargs["rgb"] and old.multiscale == kwargs["multiscale"]
-                      and old.ndim == (len(data[0].shape) if kwargs["multiscale"] else data.ndim) - kwargs["rgb"])
-        if compatible:
-            old.data = data
-            for key in (*GEOMETRY, "contrast_limits", "metadata"):
-                if key in kwargs:
-                    setattr(old, key, kwargs[key])
-            if "contrast_limits" not in kwargs and not old.rgb:
-                old.reset_contrast_limits()
-            return old
-        index = viewer.layers.index(old)
-        viewer.layers.remove(old)
-        layer = viewer.add_image(data, **kwargs)
-        viewer.layers.move(viewer.layers.index(layer), index)
-        return layer
-    return viewer.add_image(data, **kwargs)
+    old = viewer.layers[name] if name in viewer.layers else None
+    if old is None or not isinstance(old, Image) or OUTPUT_KEY not in old.metadata:
+        return viewer.add_image(data, **kwargs)
+    ndim = (len(data[0].shape) if kwargs["multiscale"] else data.ndim) - kwargs["rgb"]
+    if old.rgb == kwargs["rgb"] and old.multiscale == kwargs["multiscale"] and old.ndim == ndim:
+        old.data = data
+        for key in (*GEOMETRY, "metadata"):
+            if key in kwargs:
+                setattr(old, key, kwargs[key])
+        old.reset_contrast_limits_range()  # the dtype may have changed
+        if "contrast_limits" in kwargs:
+            old.contrast_limits = kwargs["contrast_limits"]
+        else:
+            old.reset_contrast_limits()
+        return old
+    index = viewer.layers.index(old)
+    viewer.layers.remove(old)
+    layer = viewer.add_image(data, **kwargs)
+    viewer.layers.move(viewer.layers.index(layer), index)
+    return layer
 
 
-def training_stack(job: LayerJob) -> np.ndarray:
-    """A layer's images as an in-memory ``(N, H, W[, C])`` stack for the Trainer (level 0 of a pyramid)."""
+# Training reads both layers into memory; beyond this it is a whole slide, not a training set.
+TRAINING_BYTES = 4 << 30
+
+
+def training_stack(job: LayerJob) -> Any:
+    """A layer's images as a ``(N, H, W[, C])`` stack for the Trainer (level 0 of a pyramid), not yet read.
+
+    Raises:
+        LayerError: for images under 16 × 16 pixels, or layers too large to train on in memory.
+    """
     data = job.data[0] if job.multiscale else job.data
-    arr = np.asarray(data)
-    plane = arr.shape[-job.plane_ndim:]
+    plane = tuple(data.shape[-job.plane_ndim:])
     if min(plane[:2]) < 16:
         raise LayerError(f"layer {job.name!r} has {plane[0]}×{plane[1]} images; training needs at least 16×16")
-    return arr.reshape((-1, *plane))
+    size = int(np.prod(data.shape, dtype=np.int64)) * np.dtype(data.dtype).itemsize
+    if size > TRAINING_BYTES:
+        raise LayerError(f"layer {job.name!r} holds {size / 2**30:.1f} GiB; training reads it into memory: "
+                         f"crop or downsample it to at most {TRAINING_BYTES >> 30} GiB")
+    return data.reshape((-1, *plane))

@@ -123,8 +123,16 @@ class ModelPicker(Container):
             return
         self._add_hub.enabled = False
         worker = FunctionWorker(fetch_hub, repo_id)  # a download must not freeze the window
-        worker.returned.connect(lambda path: self.select(self._models.add_hub(repo_id, path).label))
+        worker.returned.connect(lambda path: self._add_fetched(repo_id, path))
         worker.errored.connect(lambda exc: show_error(f"CycleGAN: {repo_id}: {one_line(exc)}"))
         worker.finished.connect(lambda: setattr(self._add_hub, "enabled", True))
         self._hub_worker = worker
         worker.start()
+
+    def _add_fetched(self, repo_id: str, path: object) -> None:
+        try:
+            entry = self._models.add_hub(repo_id, path)
+        except (OSError, ValueError) as exc:  # fetched, but not a model file this SDK reads
+            show_error(f"CycleGAN: {repo_id}: {one_line(exc)}")
+            return
+        self.select(entry.label)

@@ -87,7 +87,7 @@ class ModelRegistry:
     def __init__(self) -> None:
         self._entries: dict[str, ModelEntry] = {}
         self._presets: list[ModelEntry] | None = None  # read on first use, again after refresh_presets()
-        self.last_used: tuple[str, str] | None = None  # (label, direction)
+        self.last_used: tuple[str, str, dict] | None = None  # (label, direction, translate options)
 
     def entries(self) -> list[ModelEntry]:
         """Presets that ship weights first (bundled and installed), then files, Hub models and trained ones."""
@@ -128,8 +128,9 @@ class ModelRegistry:
     def add_trained(self, translator: Translator, label: str) -> ModelEntry:
         return self.add(ModelEntry.from_translator(translator, label))
 
-    def remember(self, label: str, direction: str) -> None:
-        self.last_used = (label, direction)
+    def remember(self, label: str, direction: str, options: dict | None = None) -> None:
+        """The last translation, which "Translate active layer" repeats."""
+        self.last_used = (label, direction, dict(options or {}))
 
     def _preset_entries(self) -> list[ModelEntry]:
         from cyclegan_sdk.presets import list_presets

@@ -91,8 +91,9 @@ class TranslationRun:
         translator = self.entry.translator()
         counter = self._counter
         results = []
+        for job in self.jobs:  # a channel mismatch fails before any work
+            translator.output_channels(job.channels, self.direction)
         for index, job in enumerate(self.jobs):
-            translator.output_channels(job.channels, self.direction)  # a channel mismatch fails before any work
             base = counter.done
 
             def report(done: int, total: int, base: int = base) -> None:
@@ -129,7 +130,7 @@ class TranslationRun:
             if source not in self.viewer.layers:
                 show_info(f"CycleGAN: layer {source!r} was removed during translation; "
                           f"its translation is kept as {kwargs['name']!r}")
-        registry.remember(self.entry.label, self.direction)
+        registry.remember(self.entry.label, self.direction, self.options)
         seconds = time.perf_counter() - self._started
         if self.outputs:
             lazy = any(job.lazy for job in self.jobs)

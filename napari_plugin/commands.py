@@ -25,7 +25,7 @@ def translate_active_layer(viewer: napari.viewer.Viewer) -> TranslationRun | Non
         show_info("CycleGAN: no model used yet in this session: translate once from "
                   "Layers ▸ Filter ▸ CycleGAN ▸ Translate layer…, then this repeats it on the active layer")
         return None
-    label, direction = registry.last_used
+    label, direction, options = registry.last_used
     layer = viewer.layers.selection.active
     if layer is None:
         show_error("CycleGAN: no active layer: select an image layer to translate")
@@ -36,6 +36,6 @@ def translate_active_layer(viewer: napari.viewer.Viewer) -> TranslationRun | Non
     except (KeyError, LayerError) as exc:
         show_error(f"CycleGAN: {one_line(exc)}")
         return None
-    run = TranslationRun(viewer, entry, direction, [job], {}, on_finish=lambda _outputs: _runs.remove(run))
+    run = TranslationRun(viewer, entry, direction, [job], options, on_finish=lambda _outputs: _runs.remove(run))
     _runs.append(run)
     return run.start()

@@ -70,7 +70,11 @@ class ModelWidget(Container):
         self._card.native.setMarkdown(presets.render_card(preset))  # the card is Markdown
         self._remove.enabled = preset.origin == "installed"
         if preset.has_weights:
-            self.picker.select(f"{preset.title} (preset {preset.name})")
+            label = f"{preset.title} (preset {preset.name})"
+            if label not in self.picker._model.choices:  # installed meanwhile, by the CLI or another process
+                registry.refresh_presets()
+            if label in self.picker._model.choices:
+                self.picker.select(label)
 
     def install(self, _value: object = None) -> FunctionWorker | None:
         """Install the preset named in "Install from" on a worker thread (a Hub download must not freeze)."""

@@ -94,7 +94,10 @@ class TrainWidget(Container):
         self._checkpoint = FileEdit(label="Checkpoint", mode="w", filter="*.safetensors",
                                     tooltip="written every 200 steps and when training stops")
         self._resume = CheckBox(text="Resume from the checkpoint", value=False)
-        self._settings = Container(widgets=[self._ngf, self._blocks, self._ndf, self._threads, self._preview_every, self._checkpoint,
+        self._compile = CheckBox(text="Compile the networks (faster steps after a minute or more of compiling)",
+                                 value=False)
+        self._settings = Container(widgets=[self._ngf, self._blocks, self._ndf, self._threads, self._preview_every, self._compile,
+                                            self._checkpoint,
                                             self._resume], labels=True, visible=False)
         self._start = PushButton(text="Start")
         self._stop = PushButton(text="Stop", enabled=False)
@@ -114,6 +117,7 @@ class TrainWidget(Container):
         self._events: queue.Queue[TrainEvent] = queue.Queue()
         self._stop_requested = False
         self._closed = False
+        self._docked = False
         self._worker: FunctionWorker | None = None
         self._bar: progress | None = None
         self._names = ("A", "B")
@@ -123,6 +127,8 @@ class TrainWidget(Container):
 
         self._advanced.changed.connect(lambda on: setattr(self._settings, "visible", on))
         self._recipe.changed.connect(self._apply_recipe)
+        self._layer_a.changed.connect(self._fit_crop)
+        self._layer_b.changed.connect(self._fit_crop)
         self._start.changed.connect(self.start)
         self._stop.changed.connect(self.stop)
         self._save.changed.connect(self._ask_save)
@@ -147,7 +153,15 @@ class TrainWidget(Container):
             self._layer_a.value = choices[0]
         if self._layer_b.value is None and len(choices) > 1:
             self._layer_b.value = choices[1]
+        self._fit_crop()
 
+    def _fit_crop(self, _value: object = None) -> None:
+        """Keep the crop within the smaller domain's images (a multiple of 4): larger crops would upscale them."""
+        sides = [min(layer.data[0].shape[-(3 if layer.rgb else 2):][:2]) if layer.multiscale
+                 else min(layer.data.shape[-(3 if layer.rgb else 2):][:2])
+                 for layer in (self._layer_a.value, self._layer_b.value) if layer is not None]
+        if sides and self._crop.value > min(sides) >= 16:
+            self._crop.value = min(sides) // 4 * 4
     @staticmethod
     def _recipe_choices(_widget: object = None) -> list[str]:
         from cyclegan_sdk.presets import list_presets
@@ -162,6 +176,7 @@ class TrainWidget(Container):
     def _apply_recipe(self, name: str | None = None) -> None:
         config = self._base_config()
         self._crop.value = config.crop_size
+        self._fit_crop()
         self._ngf.value = config.ngf
         self._blocks.value = config.n_blocks
         self._ndf.value = config.ndf
@@ -184,7 +199,10 @@ class TrainWidget(Container):
         device = None if self._device.value == "auto" else self._device.value
         return dataclasses.replace(base, crop_size=crop, load_size=max(load, crop), device=device,
                                    ngf=self._ngf.value, n_blocks=self._blocks.value, ndf=self._ndf.value, domain_names=self._names,
-                                   preview_every=self._preview_every.value, log_every=max(1, min(10, steps // 20)))
+                                   preview_every=self._preview_every.value, log_every=max(1, min(10, steps // 20)),
+                                   # Off unless asked for: compiling takes the first step a minute or more,
+                                   # during which Stop cannot act.
+                                   compile=self._compile.value)
 
     # ----------------------------------------------------------------- actions
     def start(self, _value: object = None) -> FunctionWorker | None:
@@ -217,7 +235,7 @@ class TrainWidget(Container):
         self._set_running(True)
         self._status.value = "starting…"
         self._bar = progress(total=self._steps.value, desc=f"CycleGAN training {self._names[0]} ↔ {self._names[1]}")
-        if config.preview_every:
+        if config.preview_every and not resume:  # a resumed run goes by its checkpoint's names and sizes
             # Made now, while nothing runs: creating a layer takes a few hundred ms, updating its data does not.
             self._show_preview(np.zeros((config.crop_size, 2 * config.crop_size, 3), np.uint8))
         worker = FunctionWorker(self._train, config, stack_a, stack_b, layouts, self._steps.value, checkpoint, resume,
@@ -273,26 +291,31 @@ class TrainWidget(Container):
                     steps: int, checkpoint: Path | None, resume: bool) -> tuple[Any, dict[str, Any]]:
         if resume and checkpoint is not None:
             trainer = Trainer.resume(checkpoint, device=config.device)
-            self._names = trainer.config.domain_names
+            self._names = trainer.config.domain_names  # one assignment of a tuple: safe to read on the GUI thread
         else:
             trainer = Trainer(config)
+        if resume and steps <= trainer.step:
+            raise ValueError(f"the checkpoint is already at step {trainer.step}: ask for more steps to go on")
         self.trainer = trainer
         if self._stop_requested:
             trainer.request_stop()
-        a = DomainImages.from_stack(stack_a, self._names[0], layouts[0])
-        b = DomainImages.from_stack(stack_b, self._names[1], layouts[1])
-        try:
-            summary = trainer.fit(a, b, steps=max(steps, trainer.step), callbacks=[self._events.put],
-                                  checkpoint_every=200 if checkpoint else 0, checkpoint_path=checkpoint)
-        finally:
-            if checkpoint is not None and trainer.built:
-                trainer.save_checkpoint(checkpoint)
+        # Read here, not on the GUI thread: a dask- or zarr-backed layer is loaded now.
+        a = DomainImages.from_stack(np.asarray(stack_a), self._names[0], layouts[0])
+        b = DomainImages.from_stack(np.asarray(stack_b), self._names[1], layouts[1])
+        summary = trainer.fit(a, b, steps=steps, callbacks=[self._events.put],
+                              checkpoint_every=200 if checkpoint else 0, checkpoint_path=checkpoint)
+        if checkpoint is not None:  # finished or stopped; after a failure the last periodic checkpoint stays
+            trainer.save_checkpoint(checkpoint)
         return trainer.translator(), summary
 
     # ----------------------------------------------------------------- GUI thread
     def _drain(self) -> None:
         if self._closed:
             return
+        if self._docked and self.native.parent() is None:  # the dock was closed (napari detaches, not deletes)
+            self._shut_down()
+            return
+        self._docked = self._docked or self.native.parent() is not None
         latest_step: TrainEvent | None = None
         while True:
             try:
@@ -362,7 +385,8 @@ class TrainWidget(Container):
             self._timer.stop()
         if self._worker is not None:
             self.stop()
-            show_warning("CycleGAN: the training widget was closed; training stops after the current step")
+            show_warning("CycleGAN: the training widget was closed; training stops after the current step "
+                         "(its model is kept in the Translate widget's list)")
 
 
 def default_threads() -> int:
@@ -380,7 +404,11 @@ def _cores() -> int:
 
 @contextlib.contextmanager
 def _torch_threads(threads: int):
-    """PyTorch's intra-op thread count for the duration of a run (it is per process), then the previous one."""
+    """PyTorch's intra-op thread count on this (worker) thread for the duration of a run, then the previous one.
+
+    The count is the calling thread's (the GUI thread keeps its own); the
+    previous one is restored because pool threads are reused for later work.
+    """
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -85,8 +85,9 @@ class TranslateWidget(Container):
         entry = self.picker.entry
         if entry is None:
             return
-        self._tile.value = entry.inference.get("tile_size") or 0
-        self._overlap.value = entry.inference.get("overlap") or DEFAULT_OVERLAP
+        tile, overlap = entry.inference.get("tile_size"), entry.inference.get("overlap")
+        self._tile.value = tile or 0
+        self._overlap.value = DEFAULT_OVERLAP if overlap is None else overlap
 
     # ----------------------------------------------------------------- running
     @property

@@ -11,6 +11,15 @@ from cyclegan_sdk import GeneratorConfig, Translator
 WAIT_MS = 120_000
 
 
+def reset_registry() -> None:
+    """Forget the models, presets and last translation of earlier tests."""
+    from napari_plugin._models import registry
+
+    registry._entries.clear()
+    registry._presets = None
+    registry.last_used = None
+
+
 def tiny_translator(domains: tuple[str, str] = ("IHC", "HE"), channels: int = 3, seed: int = 0) -> Translator:
     """A randomly initialised ResNet generator small enough for tests (ngf 4, one block)."""
     return Translator.random(GeneratorConfig(input_nc=channels, output_nc=channels, ngf=4, n_blocks=1),

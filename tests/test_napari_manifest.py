@@ -81,8 +81,10 @@ def test_each_widget_opens_from_the_cyclegan_menu(make_napari_viewer, qtbot, tmp
     submenu = [item for item in filter_items if getattr(item, "submenu", None) == "cyclegan-sdk.menu"]
     assert submenu and submenu[0].title == "CycleGAN"
     entries = {item.command.id: item.command.title for item in app.menus.get_menu("cyclegan-sdk.menu")}
-    assert set(entries) == {"cyclegan-sdk.translate_widget", "cyclegan-sdk.train_widget",
-                            "cyclegan-sdk.model_widget", "cyclegan-sdk.translate_active_layer"}
+    assert entries == {"cyclegan-sdk.translate_widget": "Translate layer… (CycleGAN)",
+                       "cyclegan-sdk.train_widget": "Train on two layers… (CycleGAN)",
+                       "cyclegan-sdk.model_widget": "Load preset / model… (CycleGAN)",
+                       "cyclegan-sdk.translate_active_layer": "Translate active layer (CycleGAN)"}
     # the widgets are also under Plugins, the samples under File > Open Sample
     plugins = {item.command.id for item in app.menus.get_menu("napari/plugins/cyclegan-sdk")}
     assert plugins == {"cyclegan-sdk.translate_widget", "cyclegan-sdk.train_widget", "cyclegan-sdk.model_widget"}
@@ -91,8 +93,8 @@ def test_each_widget_opens_from_the_cyclegan_menu(make_napari_viewer, qtbot, tmp
     for command in ("cyclegan-sdk.translate_widget", "cyclegan-sdk.train_widget", "cyclegan-sdk.model_widget"):
         app.commands.execute_command(command).result()
     docked = {name for name in viewer.window._wrapped_dock_widgets}
-    assert {"Translate layer (CycleGAN)", "Train on two layers (CycleGAN)",
-            "Load preset / model (CycleGAN)"} <= docked, docked
+    assert {"Translate layer… (CycleGAN)", "Train on two layers… (CycleGAN)",
+            "Load preset / model… (CycleGAN)"} <= docked, docked
     screenshot(viewer, tmp_path / "menus.png")
 
 

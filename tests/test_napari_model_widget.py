@@ -11,7 +11,7 @@ from cyclegan_sdk.presets import list_presets, sha256_file  # noqa: E402
 from napari_plugin._models import registry  # noqa: E402
 from napari_plugin.model_widget import ModelWidget  # noqa: E402
 from napari_plugin.translate_widget import TranslateWidget  # noqa: E402
-from napari_support import WAIT_MS, clear_messages, messages, screenshot, tiny_translator  # noqa: E402
+from napari_support import WAIT_MS, clear_messages, messages, reset_registry, screenshot, tiny_translator  # noqa: E402
 
 PRESET = """\
 name = "{name}"
@@ -63,8 +63,9 @@ def community_preset(tmp_path, monkeypatch):
     tiny_translator(("Day", "Night")).save(folder / "model.safetensors")
     (folder / "preset.toml").write_text(PRESET.format(name="day-night", sha=sha256_file(folder / "model.safetensors")),
                                         encoding="utf-8")
+    reset_registry()
     yield folder
-    registry._entries.clear()
+    reset_registry()
 
 
 def test_install_shows_the_card_and_offers_the_model_everywhere(make_napari_viewer, qtbot, community_preset,
@@ -121,3 +122,15 @@ def test_bad_sources_and_model_files_give_a_message(make_napari_viewer, qtbot, c
     widget.picker._file.value = good
     assert widget.picker.entry is not None and widget.picker.entry.domains == ("Day", "Night")
     assert widget.picker._domains.value == "Day ↔ Night"
+
+
+def test_a_preset_installed_outside_the_viewer_shows_up(make_napari_viewer, community_preset):
+    from cyclegan_sdk.presets import install_preset
+
+    viewer = make_napari_viewer()
+    widget = ModelWidget(viewer)
+    registry.entries()  # the registry has read the presets before the install
+    install_preset(community_preset)  # as `cyclegan presets install` in another terminal would
+    widget._preset.reset_choices()
+    widget._preset.value = "day-night"
+    assert widget.picker._model.value == "Tiny test preset (preset day-night)"

@@ -17,7 +17,7 @@ from napari_plugin._models import registry  # noqa: E402
 from napari_plugin.sample_data import unpaired_stain_stacks  # noqa: E402
 from napari_plugin.train_widget import WARMED_UP, TrainWidget  # noqa: E402
 from napari_plugin.translate_widget import TranslateWidget  # noqa: E402
-from napari_support import WAIT_MS, clear_messages, messages, screenshot  # noqa: E402
+from napari_support import WAIT_MS, clear_messages, messages, reset_registry, screenshot  # noqa: E402
 
 
 @pytest.fixture
@@ -28,8 +28,7 @@ def viewer(make_napari_viewer):
     v.add_image(a[:4, :64, :64], **ka)
     v.add_image(b[:4, :64, :64], **kb)
     yield v
-    registry._entries.clear()
-    registry.last_used = None
+    reset_registry()
 
 
 def _form(viewer, steps: int, **advanced) -> TrainWidget:
@@ -153,3 +152,13 @@ def test_closing_the_viewer_while_training_stops_it_cleanly(viewer, qtbot):
     qtbot.waitUntil(lambda: w._worker is None, timeout=WAIT_MS)
     assert trainer.step < 100_000
     assert any("training stops" in m for m in messages("warning"))
+
+
+def test_closing_the_dock_stops_training(viewer, qtbot):
+    w = _form(viewer, steps=100_000, preview_every=0)
+    w.start()
+    qtbot.waitUntil(lambda: len(w.history) >= 1, timeout=WAIT_MS)
+    viewer.window.remove_dock_widget(w.native.parent())  # the dock's close button does this
+    qtbot.waitUntil(lambda: w._worker is None, timeout=WAIT_MS)
+    assert w.trainer.step < 100_000
+    assert any(e.label.startswith("trained here: IHC ↔ HE") for e in registry.entries())

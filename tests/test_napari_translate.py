@@ -13,7 +13,7 @@ import dask.array as da  # noqa: E402
 from napari_plugin._models import registry  # noqa: E402
 from napari_plugin.commands import translate_active_layer  # noqa: E402
 from napari_plugin.translate_widget import TranslateWidget  # noqa: E402
-from napari_support import WAIT_MS, clear_messages, messages, screenshot, textured_rgb, tiny_translator  # noqa: E402
+from napari_support import WAIT_MS, clear_messages, messages, reset_registry, screenshot, textured_rgb, tiny_translator  # noqa: E402
 
 
 @pytest.fixture
@@ -25,8 +25,7 @@ def widget(make_napari_viewer, qtbot):
     registry.add_trained(tiny_translator(), "tiny IHC-HE")
     w.picker.select("tiny IHC-HE", "a2b")
     yield viewer, w
-    registry._entries.clear()
-    registry.last_used = None
+    reset_registry()
 
 
 def _run(w, qtbot):
@@ -60,7 +59,7 @@ def test_translates_rgb_and_stack_layers_with_their_geometry(widget, qtbot, tmp_
     np.testing.assert_array_equal(out.data, expected)
     np.testing.assert_allclose(out.scale, (2.0, 0.25, 0.25))
     np.testing.assert_allclose(out.rotate, layer_stack.rotate)
-    assert registry.last_used == ("tiny IHC-HE", "a2b")
+    assert registry.last_used[:2] == ("tiny IHC-HE", "a2b")
 
     image = screenshot(viewer, tmp_path / "translate.png")
     assert image.ndim == 3 and image.shape[0] > 200
@@ -102,6 +101,8 @@ def test_lazy_and_multiscale_layers_stay_lazy(widget, qtbot):
     assert out.multiscale and len(out.data) == 2
     assert all(isinstance(level, da.Array) for level in out.data)
     assert [tuple(level.shape) for level in out.data] == [level.shape for level in levels]
+    coarse = np.asarray(out.data[1]).astype(int)  # each level is translated at its own size
+    assert np.abs(coarse - tiny_translator().translate(levels[1]).astype(int)).mean() <= 1.0
 
 
 def test_lazy_stack_is_translated_slice_by_slice(widget, qtbot):
@@ -124,8 +125,7 @@ def test_cancel_adds_nothing(widget, qtbot):
     w._tile.value = 64
     w._overlap.value = 16
     run = w.run()
-    qtbot.waitUntil(lambda: run._counter.done > 0, timeout=WAIT_MS)
-    w.cancel()
+    w.cancel()  # before the first tile is done: nothing may come out, however fast the machine
     qtbot.waitUntil(lambda: run.finished, timeout=WAIT_MS)
     assert "many (IHC → HE)" not in viewer.layers
     assert any("cancelled" in m for m in messages("info"))
@@ -214,3 +214,39 @@ def test_bundled_stain_transfer_preset_restains_the_ihc_sample(make_napari_viewe
     gain = out.reshape(-1, 3).astype(float).mean(0) - field.reshape(-1, 3).astype(float).mean(0)
     assert gain[2] > 20 and gain[2] > gain[0]
     screenshot(viewer, tmp_path / "stain-transfer.png")
+
+
+def test_float_and_signed_layers_keep_their_value_range(widget, qtbot):
+    viewer, w = widget
+    grey = textured_rgb(64, 80)[..., 0].astype(np.float32) * 10.0  # 0 .. 2550, not 0 .. 1
+    signed = (textured_rgb(64, 80)[..., 1].astype(np.int16) - 128) * 100
+    w._layers.value = [viewer.add_image(grey, name="float"), viewer.add_image(signed, name="signed")]
+    run = _run(w, qtbot)
+    assert run.error is None, run.error
+    out = viewer.layers["float (IHC → HE)"].data
+    low, high = viewer.layers["float"].contrast_limits_range
+    expected = tiny_translator().translate(grey, value_range=(low, high))
+    assert out.dtype == np.float32 and out.max() > 2.0  # not squeezed into 0 .. 1
+    np.testing.assert_allclose(out, expected, atol=1e-3 * (high - low))
+    out = viewer.layers["signed (IHC → HE)"].data
+    assert out.dtype == np.int16 and out.min() < 0
+
+
+def test_replacing_keeps_position_and_never_touches_a_users_layer(widget, qtbot):
+    viewer, w = widget
+    registry.add_trained(tiny_translator(channels=1), "grey IHC-HE")
+    layer = viewer.add_image(textured_rgb()[..., 0], name="g")
+    w._layers.value = [layer]
+    _run(w, qtbot)  # RGB model: an RGB output
+    assert viewer.layers["g (IHC → HE)"].rgb
+    viewer.add_image(np.zeros((4, 4)), name="on top")
+    index = viewer.layers.index("g (IHC → HE)")
+    w.picker.select("grey IHC-HE", "a2b")
+    w._layers.value = [layer]
+    _run(w, qtbot)  # grey model: the RGB output is replaced by a grey one, where it was
+    assert not viewer.layers["g (IHC → HE)"].rgb and viewer.layers.index("g (IHC → HE)") == index
+
+    mine = viewer.add_image(np.ones((8, 8)), name="photo (IHC → HE)")
+    w._layers.value = [viewer.add_image(textured_rgb(), name="photo", rgb=True)]
+    _run(w, qtbot)
+    assert np.all(mine.data == 1) and "photo (IHC → HE) [1]" in viewer.layers
