@@ -162,3 +162,16 @@ def test_closing_the_dock_stops_training(viewer, qtbot):
     qtbot.waitUntil(lambda: w._worker is None, timeout=WAIT_MS)
     assert w.trainer.step < 100_000
     assert any(e.label.startswith("trained here: IHC ↔ HE") for e in registry.entries())
+
+
+def test_a_preset_recipe_fills_the_form(viewer):
+    from cyclegan_sdk.presets import load_preset
+
+    w = _form(viewer, steps=5)
+    recipe = load_preset("stain-transfer").train_config()
+    w._recipe.value = "stain-transfer"
+    assert (w._ngf.value, w._blocks.value, w._ndf.value) == (recipe.ngf, recipe.n_blocks, recipe.ndf)
+    assert w._crop.value == min(recipe.crop_size, 64)  # within the 64-pixel layers
+    config = w.config()
+    assert config.augment == recipe.augment and config.upsample == recipe.upsample
+    assert config.generator == recipe.generator and config.lambda_identity == recipe.lambda_identity

@@ -61,6 +61,15 @@ def test_translates_rgb_and_stack_layers_with_their_geometry(widget, qtbot, tmp_
     np.testing.assert_allclose(out.rotate, layer_stack.rotate)
     assert registry.last_used[:2] == ("tiny IHC-HE", "a2b")
 
+    # RGBA: colour translated, alpha passed through
+    rgba = np.dstack([rgb, np.linspace(0, 255, rgb.shape[1], dtype=np.uint8)[None].repeat(rgb.shape[0], 0)])
+    w._layers.value = [viewer.add_image(rgba, name="cutout", rgb=True)]
+    _run(w, qtbot)
+    out = viewer.layers["cutout (IHC → HE)"].data
+    assert out.shape == rgba.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
+    np.testing.assert_array_equal(out[..., :3], tiny_translator().translate(rgb))
+
     image = screenshot(viewer, tmp_path / "translate.png")
     assert image.ndim == 3 and image.shape[0] > 200
 
