@@ -512,7 +512,7 @@ class Trainer:
             raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
         by_time = steps is None and epochs is None and max_seconds is not None
         if steps is None and epochs is None and not by_time:
-            raise ValueError("give steps=, epochs= or max_seconds=")
+            raise ValueError("give steps= or epochs= (or max_seconds=)")
         # A run planned by time starts from a guess of one step per second, corrected as it goes.
         target = (self.step + int(max_seconds) if by_time else  # type: ignore[arg-type]
                   steps if steps is not None else epochs * per_epoch)  # type: ignore[operator]
