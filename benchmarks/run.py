@@ -85,7 +85,7 @@ def dask_translation(size: int, ngf: int, blocks: int, workers: int) -> dict:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        with tempfile.TemporaryDirectory(dir=HERE) as tmp:
+        with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             lazy = translator.translate_dask(image, tile_size=512)
             da.to_zarr(lazy, os.path.join(tmp, "out.zarr"))
