@@ -127,7 +127,6 @@ def open_lazy(path: str | os.PathLike[str], chunk: int = CHUNK) -> Any:
     Raises:
         ImageFileError: missing file, no image in it, or a format that cannot be read.
     """
-
     path = Path(path)
     if not path.exists():
         raise ImageFileError(path, "no such file or folder")
