@@ -18,8 +18,8 @@ from cyclegan_sdk import Translator
 
 from ._models import arrow
 
-__all__ = ["LayerError", "LayerJob", "job_from_layer", "output_name", "translate_job", "add_or_replace",
-           "training_stack"]
+__all__ = ["LayerError", "LayerJob", "job_from_layer", "output_name", "plane_size", "translate_job",
+           "add_or_replace", "training_stack"]
 
 # Output layers carry where they come from under this metadata key.
 OUTPUT_KEY = "cyclegan"
@@ -105,6 +105,12 @@ def _value_range(layer: Any, dtype: np.dtype) -> tuple[float, float] | None:
     if dtype.kind == "f" and 0.0 <= low and high <= 1.0:
         return None
     return (low, high) if high > low else (low, low + 1.0)
+
+
+def plane_size(layer: Any) -> tuple[int, int]:
+    """Height and width of one image of an image layer or a :class:`LayerJob` (level 0 of a pyramid), unread."""
+    data = layer.data[0] if layer.multiscale else layer.data
+    return tuple(data.shape[-(3 if layer.rgb else 2):][:2])
 
 
 def _copy(value: Any) -> Any:
@@ -234,11 +240,11 @@ def training_stack(job: LayerJob) -> Any:
         LayerError: for images under 16 × 16 pixels, or layers too large to train on in memory.
     """
     data = job.data[0] if job.multiscale else job.data
-    plane = tuple(data.shape[-job.plane_ndim:])
-    if min(plane[:2]) < 16:
-        raise LayerError(f"layer {job.name!r} has {plane[0]}×{plane[1]} images; training needs at least 16×16")
+    height, width = plane_size(job)
+    if min(height, width) < 16:
+        raise LayerError(f"layer {job.name!r} has {height}×{width} images; training needs at least 16×16")
     size = int(np.prod(data.shape, dtype=np.int64)) * np.dtype(data.dtype).itemsize
     if size > TRAINING_BYTES:
         raise LayerError(f"layer {job.name!r} holds {size / 2**30:.1f} GiB; training reads it into memory: "
                          f"crop or downsample it to at most {TRAINING_BYTES >> 30} GiB")
-    return data.reshape((-1, *plane))
+    return data.reshape((-1, *job.shape[-job.plane_ndim:]))

@@ -6,8 +6,10 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, Pus
 from napari.qt.threading import FunctionWorker
 from napari.utils.notifications import show_error
 
+from cyclegan_sdk.translator import resolve_model_path
+
 from ._common import one_line
-from ._models import ModelEntry, ModelRegistry, fetch_hub, registry
+from ._models import ModelEntry, ModelRegistry, registry
 
 __all__ = ["ModelPicker"]
 
@@ -122,7 +124,8 @@ class ModelPicker(Container):
             show_error("CycleGAN: type a Hub repo id 'owner/name' first")
             return
         self._add_hub.enabled = False
-        worker = FunctionWorker(fetch_hub, repo_id)  # a download must not freeze the window
+        # A download must not freeze the window (HF_HUB_OFFLINE=1 and the cache are honoured).
+        worker = FunctionWorker(resolve_model_path, repo_id)
         worker.returned.connect(lambda path: self._add_fetched(repo_id, path))
         worker.errored.connect(lambda exc: show_error(f"CycleGAN: {repo_id}: {one_line(exc)}"))
         worker.finished.connect(lambda: setattr(self._add_hub, "enabled", True))

@@ -8,6 +8,7 @@ direction used.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -20,9 +21,14 @@ from cyclegan_sdk import Translator
 from cyclegan_sdk.modelfile import describe_model_file
 from cyclegan_sdk.translator import resolve_model_path
 
-__all__ = ["ModelEntry", "ModelRegistry", "arrow", "fetch_hub", "registry"]
+__all__ = ["ModelEntry", "ModelRegistry", "arrow", "preset_label", "registry"]
 
 EntryKind = Literal["preset", "file", "hub", "trained"]
+
+
+def preset_label(preset) -> str:  # noqa: ANN001 - a cyclegan_sdk.presets.Preset
+    """How a preset's model is listed: its title and name."""
+    return f"{preset.title} (preset {preset.name})"
 
 
 def arrow(domains: tuple[str, str], direction: str) -> str:
@@ -120,8 +126,8 @@ class ModelRegistry:
         return self.add(ModelEntry.from_file(path))
 
     def add_hub(self, repo_id: str, path: str | Path | None = None) -> ModelEntry:
-        """Add a Hub model; ``path`` is its file when already fetched (:func:`fetch_hub`, off the GUI thread)."""
-        path = fetch_hub(repo_id) if path is None else path
+        """Add a Hub model; ``path`` is its file when already fetched (off the GUI thread), else it is fetched now."""
+        path = resolve_model_path(repo_id) if path is None else path
         return self.add(ModelEntry.from_file(path, kind="hub", source=repo_id,
                                              label=f"{repo_id} (Hub)"))
 
@@ -142,22 +148,16 @@ class ModelRegistry:
             try:
                 entries.append(ModelEntry.from_file(
                     preset.weights_path, kind="preset", source=preset.name,
-                    label=f"{preset.title} (preset {preset.name})", description=preset.description,
+                    label=preset_label(preset), description=preset.description,
                     inference=_inference_defaults(preset)))
             except (OSError, ValueError) as exc:  # a broken installed preset must not hide the others
                 warnings.warn(f"preset {preset.name}: {exc}", stacklevel=2)
         return entries
 
 
-def fetch_hub(repo_id: str) -> Path:
-    """The model file of a Hub repo, downloaded or from the cache (``HF_HUB_OFFLINE=1`` is honoured)."""
-    return resolve_model_path(repo_id)
-
-
-def _inference_defaults(preset) -> dict:
-    inference = preset.inference
-    return {key: getattr(inference, key) for key in ("direction", "tile_size", "overlap")
-            if getattr(inference, key, None) is not None}
+def _inference_defaults(preset) -> dict:  # noqa: ANN001 - a cyclegan_sdk.presets.Preset
+    """The preset's translation defaults that it sets (direction, tile_size, overlap)."""
+    return {key: value for key, value in dataclasses.asdict(preset.inference).items() if value is not None}
 
 
 registry = ModelRegistry()

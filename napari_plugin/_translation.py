@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from napari.qt.threading import FunctionWorker
@@ -36,7 +36,6 @@ class _Counter:
     done: int = 0
     total: int = 0
     cancel: bool = False
-    offsets: dict[int, int] = field(default_factory=dict)
 
 
 class TranslationRun:
@@ -94,19 +93,18 @@ class TranslationRun:
         for job in self.jobs:  # a channel mismatch fails before any work
             translator.output_channels(job.channels, self.direction)
         for index, job in enumerate(self.jobs):
-            base = counter.done
+            # Tiles of this job as translate reports them, plus one step per plane still to come.
+            base, later = counter.done, sum(j.slices for j in self.jobs[index + 1:])
 
-            def report(done: int, total: int, base: int = base) -> None:
+            def report(done: int, total: int, base: int = base, later: int = later) -> None:
                 if counter.cancel:
                     raise Cancelled
-                counter.offsets[index] = total
-                counter.total = base + total + sum(j.slices for j in self.jobs[index + 1:])
+                counter.total = base + total + later
                 counter.done = base + done
 
             if counter.cancel:
                 raise Cancelled
             data, kwargs = translate_job(translator, job, self.direction, self.options, report)
-            counter.done = base + counter.offsets.get(index, 0)
             results.append((job.name, data, kwargs))
         return results
 

@@ -12,7 +12,7 @@ from cyclegan_sdk import presets
 
 from ._common import one_line
 from ._model_picker import ModelPicker
-from ._models import registry
+from ._models import preset_label, registry
 
 if TYPE_CHECKING:
     import napari
@@ -70,7 +70,7 @@ class ModelWidget(Container):
         self._card.native.setMarkdown(presets.render_card(preset))  # the card is Markdown
         self._remove.enabled = preset.origin == "installed"
         if preset.has_weights:
-            label = f"{preset.title} (preset {preset.name})"
+            label = preset_label(preset)
             if label not in self.picker._model.choices:  # installed meanwhile, by the CLI or another process
                 registry.refresh_presets()
             if label in self.picker._model.choices:

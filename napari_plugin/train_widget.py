@@ -29,7 +29,7 @@ from cyclegan_sdk import TrainConfig, Trainer, TrainEvent
 from cyclegan_sdk.data import DomainImages
 
 from ._common import device_choices, image_layer_choices, one_line, show_worker_warning
-from ._layers import LayerError, job_from_layer, training_stack
+from ._layers import LayerError, job_from_layer, plane_size, training_stack
 from ._loss_plot import LossPlot
 from ._models import registry
 
@@ -157,11 +157,10 @@ class TrainWidget(Container):
 
     def _fit_crop(self, _value: object = None) -> None:
         """Keep the crop within the smaller domain's images (a multiple of 4): larger crops would upscale them."""
-        sides = [min(layer.data[0].shape[-(3 if layer.rgb else 2):][:2]) if layer.multiscale
-                 else min(layer.data.shape[-(3 if layer.rgb else 2):][:2])
-                 for layer in (self._layer_a.value, self._layer_b.value) if layer is not None]
+        sides = [min(plane_size(layer)) for layer in (self._layer_a.value, self._layer_b.value) if layer is not None]
         if sides and self._crop.value > min(sides) >= 16:
             self._crop.value = min(sides) // 4 * 4
+
     @staticmethod
     def _recipe_choices(_widget: object = None) -> list[str]:
         from cyclegan_sdk.presets import list_presets
