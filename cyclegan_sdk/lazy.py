@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .images import ChannelPlan, Scaler
+from .images import ChannelPlan, Scaler, _guess_layout
 from .tiling import TilePlan, instance_norms, pooled_statistics
 
 if TYPE_CHECKING:
@@ -84,7 +84,8 @@ def translate_dask(
     from .translator import STATISTICS_PIXELS
 
     arr = da.asarray(array)
-    layout = layout or _guess_layout(arr.shape)
+    if layout is None and 2 <= arr.ndim <= 4:
+        layout = _guess_layout(arr.ndim, arr.shape, channels_first=False)  # as translate guesses for numpy
     if layout not in _LAYOUTS or arr.ndim != len(layout):
         raise ValueError(f"translate_dask takes (H, W), (H, W, C), (N, H, W) or (N, H, W, C) with C <= 4, "
                          f"got shape {arr.shape}" + (f" and layout {layout!r}" if layout else ""))
@@ -116,17 +117,6 @@ def translate_dask(
     if "C" not in layout and out.shape[-1] == 1:
         out = out[..., 0]
     return out if "N" in layout else out[0]
-
-
-def _guess_layout(shape: tuple[int, ...]) -> str | None:
-    """The layout ``translate`` would guess for a numpy array of this shape."""
-    if len(shape) == 2:
-        return "HW"
-    if len(shape) == 3:
-        return "HWC" if shape[-1] <= 4 else "NHW"
-    if len(shape) == 4:
-        return "NHWC"
-    return None
 
 
 def _translate_slice(run: _Run, image: Any, shared: Any, statistics: _StatisticsJob | None) -> Any:
