@@ -96,9 +96,9 @@ class TrainWidget(Container):
         self._resume = CheckBox(text="Resume from the checkpoint", value=False)
         self._compile = CheckBox(text="Compile the networks (faster steps after a minute or more of compiling)",
                                  value=False)
-        self._settings = Container(widgets=[self._ngf, self._blocks, self._ndf, self._threads, self._preview_every, self._compile,
-                                            self._checkpoint,
-                                            self._resume], labels=True, visible=False)
+        self._settings = Container(widgets=[self._ngf, self._blocks, self._ndf, self._threads, self._preview_every,
+                                            self._compile, self._checkpoint, self._resume],
+                                   labels=True, visible=False)
         self._start = PushButton(text="Start")
         self._stop = PushButton(text="Stop", enabled=False)
         self._save = PushButton(text="Save model…", enabled=False)
@@ -197,7 +197,8 @@ class TrainWidget(Container):
         steps = self._steps.value
         device = None if self._device.value == "auto" else self._device.value
         return dataclasses.replace(base, crop_size=crop, load_size=max(load, crop), device=device,
-                                   ngf=self._ngf.value, n_blocks=self._blocks.value, ndf=self._ndf.value, domain_names=self._names,
+                                   ngf=self._ngf.value, n_blocks=self._blocks.value, ndf=self._ndf.value,
+                                   domain_names=self._names,
                                    preview_every=self._preview_every.value, log_every=max(1, min(10, steps // 20)),
                                    # Off unless asked for: compiling takes the first step a minute or more,
                                    # during which Stop cannot act.
@@ -284,28 +285,24 @@ class TrainWidget(Container):
     def _train(self, config: TrainConfig, stack_a: np.ndarray, stack_b: np.ndarray, layouts: tuple[str, str],
                steps: int, checkpoint: Path | None, resume: bool, threads: int) -> tuple[Any, dict[str, Any]]:
         with _torch_threads(threads):
-            return self._train_with(config, stack_a, stack_b, layouts, steps, checkpoint, resume)
-
-    def _train_with(self, config: TrainConfig, stack_a: np.ndarray, stack_b: np.ndarray, layouts: tuple[str, str],
-                    steps: int, checkpoint: Path | None, resume: bool) -> tuple[Any, dict[str, Any]]:
-        if resume and checkpoint is not None:
-            trainer = Trainer.resume(checkpoint, device=config.device)
-            self._names = trainer.config.domain_names  # one assignment of a tuple: safe to read on the GUI thread
-        else:
-            trainer = Trainer(config)
-        if resume and steps <= trainer.step:
-            raise ValueError(f"the checkpoint is already at step {trainer.step}: ask for more steps to go on")
-        self.trainer = trainer
-        if self._stop_requested:
-            trainer.request_stop()
-        # Read here, not on the GUI thread: a dask- or zarr-backed layer is loaded now.
-        a = DomainImages.from_stack(np.asarray(stack_a), self._names[0], layouts[0])
-        b = DomainImages.from_stack(np.asarray(stack_b), self._names[1], layouts[1])
-        summary = trainer.fit(a, b, steps=steps, callbacks=[self._events.put],
-                              checkpoint_every=200 if checkpoint else 0, checkpoint_path=checkpoint)
-        if checkpoint is not None:  # finished or stopped; after a failure the last periodic checkpoint stays
-            trainer.save_checkpoint(checkpoint)
-        return trainer.translator(), summary
+            if resume and checkpoint is not None:
+                trainer = Trainer.resume(checkpoint, device=config.device)
+                self._names = trainer.config.domain_names  # one assignment of a tuple: safe to read on the GUI thread
+            else:
+                trainer = Trainer(config)
+            if resume and steps <= trainer.step:
+                raise ValueError(f"the checkpoint is already at step {trainer.step}: ask for more steps to go on")
+            self.trainer = trainer
+            if self._stop_requested:
+                trainer.request_stop()
+            # Read here, not on the GUI thread: a dask- or zarr-backed layer is loaded now.
+            a = DomainImages.from_stack(np.asarray(stack_a), self._names[0], layouts[0])
+            b = DomainImages.from_stack(np.asarray(stack_b), self._names[1], layouts[1])
+            summary = trainer.fit(a, b, steps=steps, callbacks=[self._events.put],
+                                  checkpoint_every=200 if checkpoint else 0, checkpoint_path=checkpoint)
+            if checkpoint is not None:  # finished or stopped; after a failure the last periodic checkpoint stays
+                trainer.save_checkpoint(checkpoint)
+            return trainer.translator(), summary
 
     # ----------------------------------------------------------------- GUI thread
     def _drain(self) -> None:
