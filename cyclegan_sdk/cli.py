@@ -314,7 +314,8 @@ def _presets_evaluate(args: argparse.Namespace) -> int:
     pair_name = args.data or (preset.weights or {}).get("data", {}).get("name")
     if not pair_name:
         raise ValueError(f"preset {preset.name} names no domain pair to evaluate on; give --data PAIR")
-    translator = Translator.from_pretrained(args.model) if args.model else Translator.from_preset(preset.folder)
+    # The preset is loaded (and its weights verified) once, above; its weights file is read directly.
+    translator = Translator.from_pretrained(args.model) if args.model else Translator.load(preset.weights_path)
     scores = evaluate_translator(translator, build_pair(pair_name), preset.inference.direction)
     if args.json:
         print(json.dumps(scores, indent=2))
