@@ -391,12 +391,9 @@ def _train(args: argparse.Namespace) -> int:
         recipe = {field: getattr(args, dest) for dest, field in _RECIPE_FLAGS.items() if getattr(args, dest) is not None}
         if "domain_names" in recipe:
             recipe["domain_names"] = tuple(recipe["domain_names"])
-        preset = None
         if args.preset:
-            from .presets import load_preset
-
-            preset = load_preset(args.preset)
-            config = preset.train_config(**recipe, **run)
+            trainer = Trainer.from_preset(args.preset, **recipe, **run)
+            preset = trainer.preset
             if args.steps is None and args.epochs is None and max_seconds is None:
                 if preset.minutes is None:
                     raise ValueError(f"preset {preset.name} suggests no training length: give --steps, --epochs "
@@ -404,9 +401,7 @@ def _train(args: argparse.Namespace) -> int:
                 max_seconds = preset.minutes * 60
             print(f"preset {preset.name}: {preset.title}", file=sys.stderr)
         else:
-            config = TrainConfig(**recipe, **run)
-        trainer = Trainer(config)
-        trainer.preset = preset
+            trainer = Trainer(TrainConfig(**recipe, **run))
         steps = args.steps
         if steps is None and args.epochs is None and max_seconds is None:
             raise ValueError("give --steps N or --epochs N (or --minutes M)")
