@@ -141,11 +141,11 @@ def _translate_slice(run: _Run, image: Any, shared: Any, statistics: _Statistics
     # covers: the region only it covers (most of the tile, where its weight is 1) already in the output
     # dtype, the overlap strips weighted, in float. Until the neighbours are done only the strips and
     # a small integer piece wait, not a float tile.
+    row_regions_of = [[r for r, tiles in enumerate(row_tiles) if i in tiles] for i in range(plan.grid[0])]
+    col_regions_of = [[c for c, tiles in enumerate(col_tiles) if j in tiles] for j in range(plan.grid[1])]
     pieces: dict[tuple[int, int, int, int], Any] = {}
-    for i in range(plan.grid[0]):
-        regions_i = [r for r, tiles in enumerate(row_tiles) if i in tiles]
-        for j in range(plan.grid[1]):
-            regions_j = [c for c, tiles in enumerate(col_tiles) if j in tiles]
+    for i, regions_i in enumerate(row_regions_of):
+        for j, regions_j in enumerate(col_regions_of):
             y0, y1, x0, x1 = box = plan.box(i, j)
             cuts = [(r, c, _cut((y0, y1), row_regions[r]) + _cut((x0, x1), col_regions[c])
                      + (len(row_tiles[r]) == len(col_tiles[c]) == 1,))
@@ -164,11 +164,10 @@ def _translate_slice(run: _Run, image: Any, shared: Any, statistics: _Statistics
             keys = [(a, b) for a in tile_rows for b in tile_cols]
             if len(keys) == 1:
                 region = pieces[(r, c, *keys[0])]  # final already
-                row.append(da.from_delayed(region, (r1 - r0, c1 - c0, out_c), dtype=run.scale_out.dtype))
-                continue
-            offsets = [(max(plan.rows.starts[a], r0) - r0, max(plan.cols.starts[b], c0) - c0) for a, b in keys]
-            region = dask.delayed(_blend_region)([pieces[r, c, a, b] for a, b in keys], offsets,
-                                                 (r1 - r0, c1 - c0), run.scale_out)
+            else:
+                offsets = [(max(plan.rows.starts[a], r0) - r0, max(plan.cols.starts[b], c0) - c0) for a, b in keys]
+                region = dask.delayed(_blend_region)([pieces[r, c, a, b] for a, b in keys], offsets,
+                                                     (r1 - r0, c1 - c0), run.scale_out)
             row.append(da.from_delayed(region, (r1 - r0, c1 - c0, out_c), dtype=run.scale_out.dtype))
         rows.append(da.concatenate(row, axis=1))
     return da.concatenate(rows, axis=0)
