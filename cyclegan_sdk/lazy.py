@@ -216,11 +216,10 @@ class _StatisticsJob:
     def __call__(self, net: _Network, *blocks: np.ndarray) -> _Network:
         x, weights = self.run.statistics_batch([np.asarray(b) for b in blocks], self.plan, self.sample)
         frozen = copy.deepcopy(net.module)
-        with torch.inference_mode(), pooled_statistics(frozen, weights):
+        for norm in instance_norms(frozen):
+            norm.pool(weights)  # the next forward pools the statistics and freezes them in this copy
+        with torch.inference_mode():
             frozen(x)
-            stats = [(n.stats[0].clone(), n.stats[1].clone()) for n in instance_norms(frozen)]
-        for norm, (mean, var) in zip(instance_norms(frozen), stats):
-            norm.freeze(mean, var)
         return _Network(frozen)
 
 
