@@ -25,10 +25,8 @@ is printed with them.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import threading
@@ -96,12 +94,6 @@ def dask_translation(size: int, ngf: int, blocks: int, workers: int) -> dict:
             "start_rss_mb": [start_rss[p] / 2**20 for p in pids], "image_mb": size * size * 3 / 2**20}
 
 
-def tiled_child(size: int) -> dict:
-    out = subprocess.run([sys.executable, os.path.join(HERE, "translate.py"), "--child", str(size)],
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4096² tiled and dask runs, fewer repeats")
@@ -136,7 +128,7 @@ def main() -> None:
             for name, sec in times.items():
                 rows.append((f"translate {name}", f"{sec:.3f}", f"{base / sec:.2f}×", ""))
     if "tiled" not in args.skip:
-        r = tiled_child(tiled_size)
+        r = translate_bench.large_in_child(tiled_size)
         rows.append((f"tiled {tiled_size}² (Translator.translate, tile 512, ngf 64)", f"{r['image_s']:.1f}",
                      f"{r['image_s'] / ((tiled_size / r['tile']) ** 2 * r['tile_s']):.2f} of pixels × one tile",
                      f"peak RSS {r['peak_rss_mb']:.0f} MB (input {r['image_mb']:.0f} MB, output as large)"))

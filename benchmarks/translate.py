@@ -120,6 +120,12 @@ def child_large(size: int) -> None:
     }))
 
 
+def large_in_child(size: int) -> dict:
+    """:func:`child_large` in a fresh process, so that its RSS is its own; the figures it prints."""
+    out = subprocess.run([sys.executable, __file__, "--child", str(size)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def _auto_dtype(translator: Translator) -> torch.dtype:
     from cyclegan_sdk.precision import resolve_precision
 
@@ -166,8 +172,7 @@ def main() -> None:
           "outside the network | RSS before | peak RSS | peak − before − input − output |\n"
           "|---|---|---|---|---|---|---|---|")
     for size in args.large:
-        out = subprocess.run([sys.executable, __file__, "--child", str(size)], capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r = large_in_child(size)
         expected = (size * size) / (r["tile"] ** 2) * r["tile_s"]
         extra = r["peak_rss_mb"] - r["baseline_rss_mb"] - r["image_mb"]  # the output array is as big as the input
         outside = 1 - r["network_s"] / r["image_s"]
