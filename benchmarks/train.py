@@ -16,6 +16,7 @@ in float32 and in bf16, with the same seed; the cycle loss they reach.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import sys
@@ -25,6 +26,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from translate import best_of  # noqa: E402 - benchmarks/translate.py
 
 from cyclegan_sdk.samples import disc_images, negatives_pair  # noqa: E402
 from cyclegan_sdk.trainer import Trainer  # noqa: E402
@@ -47,15 +50,8 @@ def step_times(repeats: int, compile: bool) -> list[tuple[str, float]]:
         t.train_step(real_a, real_b)  # the second step compiles the discriminator-update graphs
         rows.append(("first two compiled steps (compilation)", time.perf_counter() - t0))
         trainers["default + torch.compile"] = t
-    for t in trainers.values():
-        t.train_step(real_a, real_b)
-    times = {k: [] for k in trainers}
-    for _ in range(repeats):
-        for name, t in trainers.items():
-            t0 = time.perf_counter()
-            t.train_step(real_a, real_b)
-            times[name].append(time.perf_counter() - t0)
-    return [(k, min(v)) for k, v in times.items()] + rows
+    times = best_of({name: functools.partial(t.train_step, real_a, real_b) for name, t in trainers.items()}, repeats)
+    return list(times.items()) + rows
 
 
 def quality(steps: int) -> list[tuple[str, float, float, float]]:
