@@ -33,6 +33,7 @@ class ModelWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer | None = None) -> None:
         self._viewer = viewer
+        self._listed: dict[str, presets.Preset] = {}  # as read (and verified) for the list, by name
         self._preset = ComboBox(label="Preset", choices=self._preset_choices)
         self._card = TextEdit(label="Model card", value="")
         self._card.native.setReadOnly(True)
@@ -51,10 +52,10 @@ class ModelWidget(Container):
         self._remove.changed.connect(self.remove)
         self._show_card()
 
-    @staticmethod
-    def _preset_choices(_widget: object = None) -> list[tuple[str, str]]:
+    def _preset_choices(self, _widget: object = None) -> list[tuple[str, str]]:
+        self._listed = {p.name: p for p in presets.list_presets()}
         return [(f"{p.title} ({p.name}{'' if p.has_weights else ', recipe only'})", p.name)
-                for p in presets.list_presets()]
+                for p in self._listed.values()]
 
     def _show_card(self, _value: object = None) -> None:
         name = self._preset.value
@@ -62,10 +63,10 @@ class ModelWidget(Container):
             self._card.value = "no preset selected"
             self._remove.enabled = False
             return
-        try:
-            preset = presets.load_preset(name)
-        except presets.PresetError as exc:
-            self._card.value = f"cannot read this preset: {one_line(exc)}"
+        preset = self._listed.get(name)
+        if preset is None:  # listed by an earlier reading; the folder has changed since
+            self._card.value = f"preset {name!r} is no longer installed"
+            self._remove.enabled = False
             return
         self._card.native.setMarkdown(presets.render_card(preset))  # the card is Markdown
         self._remove.enabled = preset.origin == "installed"
