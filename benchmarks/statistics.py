@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from cyclegan_sdk import GeneratorConfig, Translator
-from cyclegan_sdk.translator import STATISTICS_PIXELS
+from cyclegan_sdk.translator import STATISTICS_PIXELS, _Run
 
 TILE, OVERLAP = 512, 64
 
@@ -46,11 +46,9 @@ def sample_image(name: str, size: int) -> np.ndarray:
     return (transform.resize(image, (size, size), order=1, anti_aliasing=False) * 255).round().astype(np.uint8)
 
 
-def naive_tiles(translator: Translator, image: np.ndarray) -> np.ndarray:
+def naive_tiles(run: _Run, image: np.ndarray) -> np.ndarray:
     """Tiled translation where each tile is normalised with its own statistics (same tiles and blend windows)."""
-    height, width, channels = image.shape
-    run = translator._make_run("a2b", height, width, channels, image.dtype, tile_size=TILE, overlap=OVERLAP,
-                               batch_size=1, device=None, precision="fp32", compile=False, value_range=None)
+    height, width, _ = image.shape
     plan = run.plan
     acc = np.zeros((plan.height, plan.width, 3), np.float32)
     with torch.inference_mode():
@@ -88,7 +86,7 @@ def main() -> None:
         image = sample_image(name, args.size)
         options = {"tile_size": TILE, "overlap": OVERLAP, "precision": "fp32"}
         run = translator._make_run("a2b", *image.shape, image.dtype, batch_size=1, device=None, compile=False,
-                                   value_range=None, **{k: options[k] for k in ("tile_size", "overlap", "precision")})
+                                   value_range=None, **options)
         th, tw = run.plan.tile_shape
         exact, t_exact = timed(translator.translate, image, statistics_pixels=2**62, **options)
         print(f"| {name} | all {len(run.plan)} tiles pooled (reference) | {len(run.plan)} of {th}×{tw} | 0 | 0 | "
@@ -100,7 +98,7 @@ def main() -> None:
             label = "all tiles" if plan is run.plan else f"{len(sample)} of {plan.tile_shape[0]}² sampled"
             print(f"| {name} | statistics_pixels 2^{int(np.log2(budget))} | {label} | {diff.mean():.2f} | "
                   f"{np.percentile(diff, 99):.0f} | {t:.1f} |", flush=True)
-        out, t = timed(naive_tiles, translator, image)
+        out, t = timed(naive_tiles, run, image)
         diff = np.abs(out.astype(np.int16) - exact)
         print(f"| {name} | per tile (naive tiling) | each tile its own | {diff.mean():.2f} | "
               f"{np.percentile(diff, 99):.0f} | {t:.1f} |", flush=True)
