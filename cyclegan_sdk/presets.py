@@ -413,7 +413,7 @@ def _named_folders(root: Path) -> dict[str, Path]:
 
 
 # -------------------------------------------------------------------- loading
-def _load_folder(folder: Path, source: str, origin: str) -> Preset:
+def _load_folder(folder: Path, source: str, origin: str, verify: bool = True) -> Preset:
     toml_path = folder / PRESET_FILE
     where = str(toml_path)
     if not toml_path.is_file():
@@ -424,7 +424,7 @@ def _load_folder(folder: Path, source: str, origin: str) -> Preset:
         raise PresetError(f"{where}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise PresetError(f"{where}: not valid TOML ({exc})") from None
-    preset = _parse(doc, folder, where, source, origin)
+    preset = _parse(doc, folder, where, source, origin, verify)
     if origin in ("bundled", "installed") and preset.name != folder.name:
         raise PresetError(f"{where}: field 'name' is {preset.name!r} but the folder is {folder.name!r}")
     return preset
@@ -621,7 +621,8 @@ def install_preset(source: str | os.PathLike[str], *, replace: bool = False, rev
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return _load_folder(target, preset.name, "installed")
+    # The files were verified in staging and moved, not rewritten: no need to hash them a third time.
+    return _load_folder(target, preset.name, "installed", verify=False)
 
 
 def remove_preset(name: str) -> Path:
