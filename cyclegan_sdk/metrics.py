@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CHECKERBOARD_VISIBLE", "checkerboard_score", "delta_e", "flat_mask", "image_scores", "psnr",
-           "reinhard_transfer", "ssim"]
+__all__ = ["CHECKERBOARD_VISIBLE", "checkerboard_score", "checkerboard_scores", "delta_e", "flat_mask",
+           "image_scores", "psnr", "reinhard_transfer", "ssim"]
 
 #: A flat-region checkerboard score (uint8 grey levels) at or above which a grid becomes visible. Calibrated
 #: here on stain-transfer outputs (10-minute trainings): a ResNet with nearest-neighbour resize-convolution 1.23 (a
@@ -166,6 +166,19 @@ def checkerboard_score(image: np.ndarray, period: int = 4, mask: np.ndarray | No
     return float(np.sqrt(np.mean(phases**2)))
 
 
+def checkerboard_scores(image: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """``checkerboard`` of the whole ``image`` and, where ``truth`` has enough flat pixels, ``checkerboard_flat``.
+
+    The flat-region score is :func:`checkerboard_score` on :func:`flat_mask` of ``truth``
+    (compare it with :data:`CHECKERBOARD_VISIBLE`); pass the truth itself as ``image`` to score the truth.
+    """
+    scores = {"checkerboard": checkerboard_score(image)}
+    flat = checkerboard_score(image, mask=flat_mask(truth))
+    if not np.isnan(flat):
+        scores["checkerboard_flat"] = flat
+    return scores
+
+
 def image_scores(image: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """All scores of ``image`` against ``truth``.
 
@@ -180,9 +193,5 @@ def image_scores(image: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """
     if np.asarray(image).shape != np.asarray(truth).shape:
         raise ValueError(f"image {np.asarray(image).shape} and truth {np.asarray(truth).shape} differ in shape")
-    scores = {"delta_e": delta_e(image, truth), "psnr": psnr(image, truth), "ssim": ssim(image, truth),
-              "checkerboard": checkerboard_score(image)}
-    flat = checkerboard_score(image, mask=flat_mask(truth))
-    if not np.isnan(flat):
-        scores["checkerboard_flat"] = flat
-    return scores
+    return {"delta_e": delta_e(image, truth), "psnr": psnr(image, truth), "ssim": ssim(image, truth),
+            **checkerboard_scores(image, truth)}

@@ -317,20 +317,15 @@ def evaluate_translator(translator, pair: DomainPair, direction: str = "a2b") ->
     Returns:
         ``{"model": scores, "reinhard": scores, "identity": scores, "truth": {"checkerboard": ...}}``.
     """
-    from .metrics import checkerboard_score, flat_mask, image_scores, reinhard_transfer
+    from .metrics import checkerboard_scores, image_scores, reinhard_transfer
 
-    rows: dict[str, list[dict[str, float]]] = {"model": [], "reinhard": [], "identity": []}
-    rows["truth"] = []
+    rows: dict[str, list[dict[str, float]]] = {"model": [], "reinhard": [], "identity": [], "truth": []}
     for image, truth in zip(pair.heldout_a, pair.heldout_truth):
         out = translator.translate(image, direction, tile_size=0, precision="fp32")
         rows["model"].append(image_scores(out, truth))
         rows["reinhard"].append(image_scores(reinhard_transfer(image, pair.train_b), truth))
         rows["identity"].append(image_scores(image, truth))
-        truth_scores = {"checkerboard": checkerboard_score(truth)}
-        flat = checkerboard_score(truth, mask=flat_mask(truth))
-        if not np.isnan(flat):
-            truth_scores["checkerboard_flat"] = flat
-        rows["truth"].append(truth_scores)
+        rows["truth"].append(checkerboard_scores(truth, truth))
     return {name: _mean_scores(scores) for name, scores in rows.items()}
 
 
