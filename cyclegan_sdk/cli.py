@@ -28,7 +28,7 @@ import torch
 
 from . import __version__
 from .files import IMAGE_SUFFIXES, ImageFileError, read_image, write_image
-from .modelfile import ModelMetadata, describe_model_file
+from .modelfile import ModelMetadata, atomic_write, describe_model_file
 from .precision import PRECISIONS, resolve_device, resolve_precision
 from .translator import Translator, resolve_model_path
 
@@ -645,7 +645,8 @@ def _truncate_log(path: Path, step: int) -> None:
                 kept.append(line)
         except json.JSONDecodeError:  # a line cut short by a kill
             continue
-    path.write_text("".join(f"{line}\n" for line in kept))
+    with atomic_write(path) as tmp:  # a kill while rewriting must not lose the log
+        tmp.write_text("".join(f"{line}\n" for line in kept))
 
 
 # ------------------------------------------------------------------- helpers
