@@ -306,14 +306,25 @@ class ResnetBlock(nn.Module):
 
 
 class _ResizeConv(nn.Sequential):
-    """Nearest-neighbour or bilinear 2x upsampling then a 3x3 convolution (no checkerboard artefacts)."""
+    """Nearest-neighbour (``"resize"``) or bilinear 2x upsampling then a 3x3 convolution (no checkerboard artefacts)."""
 
-    def __init__(self, cin: int, cout: int, bias: bool, mode: str = "nearest") -> None:
+    def __init__(self, cin: int, cout: int, bias: bool, kind: UpsampleKind = "resize") -> None:
+        bilinear = kind == "bilinear"
         super().__init__(
-            nn.Upsample(scale_factor=2, mode=mode, **({"align_corners": False} if mode == "bilinear" else {})),
+            nn.Upsample(scale_factor=2, mode="bilinear" if bilinear else "nearest",
+                        align_corners=False if bilinear else None),
             nn.ReflectionPad2d(1),
             nn.Conv2d(cin, cout, kernel_size=3, bias=bias),
         )
+
+
+def _upsample(kind: UpsampleKind, cin: int, cout: int, bias: bool, kernel_size: int, output_padding: int = 0) -> nn.Module:
+    """A 2x upsampling layer: the reference's transposed convolution (``kernel_size``, stride 2, padding 1),
+    or a :class:`_ResizeConv` for ``"resize"`` and ``"bilinear"``."""
+    if kind == "convtranspose":
+        return nn.ConvTranspose2d(cin, cout, kernel_size=kernel_size, stride=2, padding=1,
+                                  output_padding=output_padding, bias=bias)
+    return _ResizeConv(cin, cout, bias, kind)
 
 
 class ResnetGenerator(nn.Module):
@@ -354,12 +365,7 @@ class ResnetGenerator(nn.Module):
         for i in range(2):
             mult = 2 ** (2 - i)
             cin, cout = ngf * mult, ngf * mult // 2
-            if config.upsample == "convtranspose":
-                up: nn.Module = nn.ConvTranspose2d(
-                    cin, cout, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias
-                )
-            else:
-                up = _ResizeConv(cin, cout, bias, "bilinear" if config.upsample == "bilinear" else "nearest")
+            up = _upsample(config.upsample, cin, cout, bias, kernel_size=3, output_padding=1)
             layers += [up, _norm_layer(norm, cout), nn.ReLU(True)]
         layers += [
             nn.ReflectionPad2d(3),
@@ -399,9 +405,7 @@ class UnetSkipBlock(nn.Module):
         downconv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=bias)
 
         def up(cin: int, cout: int, up_bias: bool) -> nn.Module:
-            if upsample == "convtranspose":
-                return nn.ConvTranspose2d(cin, cout, kernel_size=4, stride=2, padding=1, bias=up_bias)
-            return _ResizeConv(cin, cout, up_bias, "bilinear" if upsample == "bilinear" else "nearest")
+            return _upsample(upsample, cin, cout, up_bias, kernel_size=4)
 
         if outermost:
             assert submodule is not None
