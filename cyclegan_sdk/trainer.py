@@ -487,10 +487,11 @@ class Trainer:
             The training summary (also stored in exported model files).
         """
         cfg = self.config
+        pre = cfg.preprocessing
         a = as_domain(domain_a, cfg.domain_names[0])
         b = as_domain(domain_b, cfg.domain_names[1])
         for domain in (a, b):
-            small = cfg.preprocessing.undersized(domain)
+            small = pre.undersized(domain)
             if small:
                 warnings.warn(f"domain {domain.name}: {len(small)} of {len(domain)} images are smaller than the "
                               f"{cfg.crop_size} crop and are scaled up (first: {small[0]})", stacklevel=2)
@@ -521,8 +522,7 @@ class Trainer:
         self.total_steps = target
         self._maybe_compile(target)  # from the whole run, so a resumed run decides as the original did
         callbacks = list(callbacks)
-        # Made once per run, not per step: the preprocessing and each domain's value mapping.
-        pre = cfg.preprocessing
+        # Made once per run, not per step: the preprocessing (above) and each domain's value mapping.
         scalers = {"a": Scaler(a.dtype, self.scaling["a"]), "b": Scaler(b.dtype, self.scaling["b"])}
         samples = self._preview_samples(a, b, pre, scalers) if cfg.preview_every and self._dist.is_main else None
         started, started_step = time.perf_counter(), self.step
@@ -783,8 +783,9 @@ class Trainer:
             # The checkpoint holds the first process's streams: give every process its own again.
             rank, seed = trainer._dist.rank, [trainer.config.seed, trainer.step]
             trainer._data_rng = np.random.Generator(np.random.PCG64([*seed, 2, rank]))
-            trainer._aug_gen.manual_seed(_stream_seed(trainer.config.seed * 1_000_003 + trainer.step, 3, rank))
-            trainer._pool_gen.manual_seed(_stream_seed(trainer.config.seed * 1_000_003 + trainer.step, 4, rank))
+            step_seed = trainer.config.seed * 1_000_003 + trainer.step
+            trainer._aug_gen.manual_seed(_stream_seed(step_seed, 3, rank))
+            trainer._pool_gen.manual_seed(_stream_seed(step_seed, 4, rank))
             trainer._data_state = {}
         return trainer
 
