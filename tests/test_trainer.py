@@ -105,11 +105,10 @@ def test_resume_continues_bit_for_bit(tmp_path, pair):
 
 def test_a_killed_checkpoint_write_never_breaks_the_latest(tmp_path, pair):
     script = textwrap.dedent(f"""
-        import sys, numpy as np
+        import sys
         sys.path.insert(0, {str(os.path.dirname(os.path.dirname(__file__)))!r})
         from cyclegan_sdk.trainer import Trainer
         t = Trainer(ngf=8, ndf=8, n_blocks=3, crop_size=32, load_size=36, precision="fp32", input_nc=3, output_nc=3)
-        t.train_step(*(np.zeros(0),) * 0) if False else None
         path = sys.argv[1]
         t.save_checkpoint(path)
         print("ready", flush=True)
