@@ -811,10 +811,8 @@ def _mean_losses(pending: list[dict[str, Tensor]]) -> dict[str, float]:
 
 def _to_rgb_uint8(x: Tensor) -> np.ndarray:
     img = ((x[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-    if img.shape[-1] == 1:
-        img = np.repeat(img, 3, axis=-1)
-    elif img.shape[-1] != 3:
-        img = np.repeat(img[..., :1], 3, axis=-1) if img.shape[-1] < 3 else img[..., :3]
+    # Fewer than 3 channels: the first shown as grey; more: the first 3.
+    img = np.repeat(img[..., :1], 3, axis=-1) if img.shape[-1] < 3 else img[..., :3]
     return np.ascontiguousarray(img)
 
 
